@@ -1,0 +1,113 @@
+"""The `rlrecipes` command.
+
+    rlrecipes bake                          the whole home recipe: pretrain -> SFT -> GRPO, with a report
+    rlrecipes run RECIPE --flag value ...   one recipe; every field of its Config is a flag (see --help)
+    rlrecipes list                          every recipe, one line each
+    rlrecipes icemaze ALGORITHM ...         the RL basics on the IceMaze grid world
+
+typer dispatches the commands; tyro turns each recipe's Config dataclass into flags, with the comment
+beside each field as its help, so the flags can never drift from the code.
+"""
+
+import importlib
+import sys
+
+import typer
+import tyro
+
+from rlrecipes.runs import CheckpointError, Diverged, RunFolderError
+
+# name -> (module, what it teaches, the paper)
+RECIPES = {
+    "pretrain": ("rlrecipes.recipes.pretrain", "next-token prediction on the task's web text", "Radford et al. 2019 (GPT-2)"),
+    "sft": ("rlrecipes.recipes.sft", "imitate demonstrations: the loss on completion tokens only", "Ouyang et al. 2022 (InstructGPT)"),
+    "grpo": ("rlrecipes.recipes.grpo", "group-relative advantages, clipped ratio, k3 KL", "Shao et al. 2024 (DeepSeekMath)"),
+}
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reinforcement learning for LLMs, as home recipes.")
+
+
+def _fail(message: str, code: int = 2):
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _run_guarded(fn, *args):
+    """Run a training function; turn the errors a user can fix into one clear line instead of a traceback."""
+    try:
+        return fn(*args)
+    except (ValueError, CheckpointError, RunFolderError) as err:
+        _fail(str(err))
+    except Diverged as err:
+        _fail(str(err), code=1)
+    except KeyboardInterrupt:
+        _fail("interrupted: the last checkpoint is saved; run the same command with --resume to continue", code=130)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def bake(ctx: typer.Context):
+    """Pretrain a tiny LLM, SFT it, RL-tune it with GRPO; evaluate, plot and report (a few minutes on a CPU)."""
+    from rlrecipes import bake as bake_module
+
+    cfg = tyro.cli(bake_module.Config, args=ctx.args, prog="rlrecipes bake", description=bake_module.__doc__)
+    summary = _run_guarded(bake_module.bake, cfg)
+    print_bake_summary(summary, cfg)
+
+
+def print_bake_summary(summary: dict, cfg) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"rlrecipes bake: {summary['task']}")
+    for column in ("stage", "held-out accuracy", "seconds"):
+        table.add_column(column)
+    accs = {"pretrain": summary["base_accuracy"], "sft": summary["sft_accuracy"], "grpo": summary["final_accuracy"]}
+    for stage, acc in accs.items():
+        table.add_row(stage, f"{acc:.3f}", f"{summary['stage_seconds'].get(stage, 0.0):.1f}")
+    samples = Table(title="held-out prompts, greedy, before and after RL")
+    for column in ("prompt", "after SFT", "after GRPO"):
+        samples.add_column(column)
+    for s in summary["samples_before_after"]:
+        mark = lambda r: "[green]right[/]" if r >= 1 else "[red]wrong[/]"  # noqa: E731
+        samples.add_row(s["prompt"], f"{s['before_rl']} {mark(s['reward_before'])}", f"{s['after_rl']} {mark(s['reward_after'])}")
+    console = Console()
+    console.print(table)
+    console.print(samples)
+    console.print(f"total {summary['seconds']:.0f} s; report: {summary['run_dir']}/report.md")
+
+
+@app.command(context_settings=PASS_THROUGH)
+def run(ctx: typer.Context):
+    """Run one recipe: rlrecipes run RECIPE --flag value ... (rlrecipes run RECIPE --help lists the flags)."""
+    if not ctx.args or ctx.args[0].startswith("-"):
+        _fail(f"name a recipe: rlrecipes run RECIPE ...; recipes: {', '.join(RECIPES)}")
+    name, args = ctx.args[0], ctx.args[1:]
+    if name not in RECIPES:
+        _fail(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
+    module = importlib.import_module(RECIPES[name][0])
+    cfg = tyro.cli(module.Config, args=args, prog=f"rlrecipes run {name}", description=module.__doc__)
+    result = _run_guarded(module.train, cfg)
+    line = {k: v for k, v in result.items() if k in ("start_accuracy", "final_accuracy", "seconds", "checkpoint")}
+    typer.echo("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
+
+
+@app.command(name="list")
+def list_recipes():
+    """Every recipe: its name, what it teaches, the paper."""
+    width = max(len(n) for n in RECIPES)
+    for name, (_, teaches, paper) in RECIPES.items():
+        typer.echo(f"{name:<{width}}  {teaches}  [{paper}]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code so tests can call it in-process."""
+    try:
+        app(args=argv if argv is not None else sys.argv[1:], prog_name="rlrecipes")
+    except SystemExit as exit_:  # typer and tyro end with sys.exit, on success too
+        return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

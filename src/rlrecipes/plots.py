@@ -1,0 +1,62 @@
+"""Plots a person opens: training curves from metrics.jsonl rows, and accuracy per stage.
+
+matplotlib with the Agg backend, so it works on a machine with no screen. Every function writes a PNG
+and returns its path.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average: RL curves are noisy, the trend is what a reader looks for."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str = "", smooth: int = 1) -> Path:
+    """One panel per metric in `keys`, against `step`; a line per stage when the rows span several."""
+    keys = [k for k in keys if any(k in r for r in rows)]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.2 * max(len(keys), 1), 3.3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for stage in dict.fromkeys(r["stage"] for r in rows if key in r):
+            pts = [(r["step"], r[key]) for r in rows if r["stage"] == stage and r.get(key) is not None]
+            steps, values = zip(*pts)
+            if smooth > 1 and len(values) > smooth:
+                ax.plot(steps, values, alpha=0.25, color="gray")
+                values = _smooth(list(values), smooth)
+            ax.plot(steps, values, label=stage)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if len({r["stage"] for r in rows if key in r}) > 1:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_accuracy(stages: list[str], accuracies: list[float], path: str | Path, title: str = "") -> Path:
+    """Held-out accuracy after each stage, as bars labelled with their values."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(stages) + 2, 3.3))
+    bars = ax.bar(stages, accuracies, color=["#9aa5b1", "#5b8def", "#e4572e", "#29a36a"][: len(stages)])
+    ax.bar_label(bars, labels=[f"{a:.2f}" for a in accuracies])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("held-out accuracy (greedy)")
+    ax.set_title(title or "accuracy after each stage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,186 @@
+"""GRPO: Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv:2402.03300).
+
+For each prompt, sample a group of G completions and score them. A completion's advantage is how much
+better it did than its own group:
+
+    adv_i = (r_i - mean(r_group)) / (std(r_group) + eps)          (no value network, unlike PPO)
+
+then push up the log-probability of every token of better-than-average completions, and down for
+worse ones, through PPO's clipped importance ratio, optionally held near a frozen reference with KL:
+
+    loss = -mean_seq mean_tok [ min(ratio * adv, clip(ratio, 1 - eps, 1 + eps) * adv) - beta * KL_k3 ]
+    ratio = pi(token) / pi_old(token)
+
+A group whose rewards are all equal has zero advantage everywhere: it teaches nothing. That is why
+the task must leave the SFT model right sometimes and wrong sometimes. Simplified here: one
+optimisation pass per batch by default (so ratio = 1 and the clip is inactive unless
+--updates-per-batch > 1); the variants (Dr. GRPO, DAPO, GSPO) come as flags in a later chapter.
+
+    rlrecipes run grpo --init runs/sft-.../ --steps 100 --group-size 8
+"""
+
+import copy
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from rlrecipes.lm.generate import generate, sequence_logprobs
+from rlrecipes.lm.kl import kl_k3
+from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
+from rlrecipes.tasks import evaluate, get_task
+
+
+@dataclass
+class Config:
+    init: str | None = None  # the SFT checkpoint or run folder to start from (required)
+    task: str = "arithmetic"  # which task's prompts and reward
+    steps: int = 60  # RL steps, each one batch of fresh samples
+    batch_size: int = 32  # prompts per step
+    group_size: int = 8  # completions sampled per prompt (G); at least 2 to have a baseline
+    lr: float = 3e-4  # AdamW learning rate
+    clip_eps: float = 0.2  # PPO clip range for the importance ratio
+    beta: float = 0.0  # weight of the k3 KL penalty to the frozen starting model (0 = off, TRL's default)
+    updates_per_batch: int = 1  # optimisation passes over each batch of samples (mu in the paper)
+    temperature: float = 1.0  # sampling temperature for rollouts
+    grad_clip: float = 1.0  # clip the global gradient norm to this
+    eval_every: int = 20  # held-out accuracy every this many steps (0 = only at the end)
+    sample_every: int = 10  # write a few sampled completions to samples.jsonl every this many steps
+    seed: int = 0  # same seed, same run (on the CPU)
+    device: str = "auto"  # auto | cpu | cuda | mps
+    out: str | None = None  # run folder (default runs/grpo-<timestamp>)
+    overwrite: bool = False  # replace whatever --out holds
+
+
+def validate(cfg: Config):
+    task = get_task(cfg.task)
+    if not cfg.init:
+        raise ValueError("grpo needs --init: an SFT (or pretrained) checkpoint or run folder")
+    for name in ("steps", "batch_size", "updates_per_batch"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}={getattr(cfg, name)} must be at least 1")
+    if cfg.group_size < 2:
+        raise ValueError(f"group_size={cfg.group_size} must be at least 2: the group mean is the baseline")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr={cfg.lr} must be greater than 0 (try 3e-4)")
+    if not 0 < cfg.clip_eps < 1:
+        raise ValueError(f"clip_eps={cfg.clip_eps} must be in (0, 1) (the usual value is 0.2)")
+    if cfg.beta < 0:
+        raise ValueError(f"beta={cfg.beta} must be 0 (no KL penalty) or positive")
+    if not cfg.temperature > 0:
+        raise ValueError(f"temperature={cfg.temperature} must be greater than 0")
+    resolve_device(cfg.device)
+    return task
+
+
+# --- core ---
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """Each completion's reward relative to the other completions of the same prompt."""
+    r = rewards.view(-1, group_size)  # (B, G): one row per prompt
+    adv = (r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + eps)  # (B, G)
+    return adv.flatten()  # (B * G,)
+
+
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps: float, beta: float):
+    """logp, old_logp, ref_logp, mask: (N, T) per completion token; adv: (N,). Returns (loss, stats)."""
+    ratio = torch.exp(logp - old_logp)  # (N, T) pi / pi_old, 1 on the first pass over a batch
+    adv = adv[:, None]  # (N, 1): every token of a completion shares its advantage
+    surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)  # (N, T) pessimistic bound
+    kl = kl_k3(logp, ref_logp)  # (N, T) >= 0, unbiased estimate of KL(pi || ref)
+    per_token = -surrogate + beta * kl  # (N, T)
+    per_seq = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)  # (N,) mean over each completion's tokens
+    loss = per_seq.mean()  # then over completions, as in the paper
+    clipped = ((ratio < 1 - clip_eps) & (adv < 0)) | ((ratio > 1 + clip_eps) & (adv > 0))  # (N, T) no gradient
+    n_tokens = mask.sum().clamp(min=1)
+    stats = {"kl": (kl * mask).sum() / n_tokens, "clip_ratio": (clipped * mask).sum() / n_tokens}
+    return loss, stats
+# --- end core ---
+
+
+def train(cfg: Config, run: Run | None = None) -> dict:
+    task = validate(cfg)
+    device = resolve_device(cfg.device)
+    model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor and a metric
+    standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
+    run = run or Run.create(cfg.out, "grpo", overwrite=cfg.overwrite)
+    if standalone:
+        run.write_json("config.json", {"grpo": asdict(cfg)})
+    run.stage = "grpo"
+    generator = seed_everything(cfg.seed)
+    prompt_rng = random.Random(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    max_new_tokens = task.max_completion_chars + 2  # room to overshoot, so a long wrong answer can be punished
+
+    t0 = time.time()
+    start_accuracy = accuracy = evaluate(model, tokenizer, task)[0]
+    bar = tqdm(range(cfg.steps), desc="grpo", dynamic_ncols=True)
+    for step in bar:
+        # 1. Rollout: G samples for each prompt, from the current policy.
+        prompts = [p for p in task.train_prompts(cfg.batch_size, prompt_rng) for _ in range(cfg.group_size)]
+        model.eval()
+        samples = generate(
+            model,
+            [tokenizer.encode(p, bos=True) for p in prompts],
+            max_new_tokens,
+            tokenizer.eos_id,
+            tokenizer.pad_id,
+            temperature=cfg.temperature,
+            generator=generator,
+        )
+        model.train()
+        completions = [tokenizer.decode(c) for c in samples.completion_ids]
+        # 2. Score, and turn scores into advantages within each group.
+        rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B * G,)
+        adv = group_advantages(rewards, cfg.group_size)
+        mask = samples.completion_mask[:, 1:].float()  # (B * G, T-1)
+        with torch.no_grad():
+            ref_logp = sequence_logprobs(reference, samples)
+        # 3. Update: one or more passes of the clipped loss over this batch.
+        old_logp = None
+        for _ in range(cfg.updates_per_batch):
+            logp, entropy = sequence_logprobs(model, samples, with_entropy=True)
+            if old_logp is None:
+                old_logp = logp.detach()  # the policy that sampled the batch, before any update
+            loss, stats = grpo_loss(logp, old_logp, ref_logp, adv, mask, cfg.clip_eps, cfg.beta)
+            check_finite(loss, "grpo", step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+        # 4. Log what a practitioner reads, with TRL's names.
+        done = step + 1
+        group_std = rewards.view(-1, cfg.group_size).std(1)
+        row = {
+            "reward": rewards.mean().item(),
+            "reward_std": group_std.mean().item(),
+            "frac_reward_zero_std": (group_std == 0).float().mean().item(),
+            "kl": stats["kl"].item(),
+            "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
+            "clip_ratio": stats["clip_ratio"].item(),
+            "completions/mean_length": samples.completion_lengths.float().mean().item(),
+            "loss": loss.item(),
+            "grad_norm": grad_norm.item(),
+            "learning_rate": cfg.lr,
+            "samples_seen": done * len(prompts),
+        }
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+            accuracy = evaluate(model, tokenizer, task)[0]
+            row["eval/accuracy"] = accuracy
+        if cfg.sample_every and (done % cfg.sample_every == 0 or done == 1):
+            run.log_samples(done, prompts[:: cfg.group_size][:4], completions[:: cfg.group_size][:4], rewards[:: cfg.group_size][:4])
+        run.log(done, **row)
+        bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}", acc=f"{accuracy:.2f}")
+    checkpoint = run.save(model, tokenizer, cfg.steps, complete=True, config=asdict(cfg))
+    summary = {
+        "start_accuracy": start_accuracy,
+        "final_accuracy": accuracy,
+        "seconds": time.time() - t0,
+        "samples": cfg.steps * cfg.batch_size * cfg.group_size,
+        "checkpoint": str(checkpoint),
+    }
+    if standalone:
+        run.write_json("summary.json", summary)
+    return {**summary, "history": run.history}
