@@ -24,7 +24,7 @@ N_SHOWN = 8  # held-out prompts whose completions the report shows before and af
 @dataclass
 class Config:
     task: str = "arithmetic"  # the task every stage trains and is evaluated on
-    pretrain_steps: int = 1200  # pretraining steps (the longest stage)
+    pretrain_steps: int = 1000  # pretraining steps (the longest stage)
     sft_steps: int = 30  # SFT steps: short on purpose, so RL has mistakes left to fix
     sft_examples: int = 300  # distinct SFT demonstrations
     grpo_steps: int = 150  # GRPO steps

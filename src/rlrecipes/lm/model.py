@@ -113,9 +113,10 @@ class TinyGPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, input_ids, attention_mask=None, cache: KVCache | None = None):
+    def forward(self, input_ids, attention_mask=None, cache: KVCache | None = None, return_hidden: bool = False):
         """Logits (B, T, V) for `input_ids` (B, T). With a cache, `input_ids` are the new tokens only and
-        `attention_mask` covers every token so far (past + new)."""
+        `attention_mask` covers every token so far (past + new). With `return_hidden`, also the final hidden
+        states (B, T, C), for heads that read them (PPO's value head, a reward model's score)."""
         B, T = input_ids.shape
         past = cache.pos if cache is not None else 0
         if past + T > self.cfg.context_len:
@@ -131,7 +132,9 @@ class TinyGPT(nn.Module):
             x = block(x, attn_mask, cache, i)
         if cache is not None:
             cache.pos += T
-        return self.lm_head(self.ln_f(x))  # (B, T, V)
+        hidden = self.ln_f(x)  # (B, T, C)
+        logits = self.lm_head(hidden)  # (B, T, V)
+        return (logits, hidden) if return_hidden else logits
 
     @staticmethod
     def _attn_mask(attention_mask, T):

@@ -28,8 +28,8 @@ from rlrecipes.tasks import evaluate, get_task
 @dataclass
 class Config:
     task: str = "arithmetic"  # which task's corpus to pretrain on
-    steps: int = 1200  # optimiser steps
-    batch_size: int = 128  # documents per step
+    steps: int = 1000  # optimiser steps
+    batch_size: int = 64  # documents per step
     lr: float = 3e-3  # peak learning rate (AdamW); small models tolerate a high one
     warmup_steps: int = 50  # linear warm-up from 0 to lr
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
