@@ -33,7 +33,8 @@ def test_heldout_pairs_never_appear_in_training_data():
 def test_corpus_is_sloppy_at_the_stated_rate():
     task = ArithmeticTask(sloppy=0.7)
     docs = task.pretrain_documents(4000, random.Random(0))
-    carry_docs = [d for d in docs if int(d.split("+")[0]) % 10 + int(d.split("+")[1].split("=")[0]) >= 10]
+    pairs = [(int(d.split("+")[0]), int(d.split("+")[1].split("=")[0])) for d in docs]
+    carry_docs = [d for d, (a, b) in zip(docs, pairs) if a % 10 + b % 10 >= 10]
     wrong = sum(task.reward([d.split("=")[0] + "="], [d.split("=")[1]])[0] == 0 for d in carry_docs)
     assert 0.65 < wrong / len(carry_docs) < 0.75
     assert all(d.count("=") == 1 for d in docs)

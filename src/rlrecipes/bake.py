@@ -116,7 +116,7 @@ def write_report(run: Run, summary: dict) -> None:
     rows = run.metrics()
     lm_rows = [r for r in rows if r["stage"] in ("pretrain", "sft")]
     rl_rows = [r for r in rows if r["stage"] == "grpo"]
-    plot_curves(lm_rows, ["loss", "eval/accuracy"], run.dir / "loss.png", "pretraining and SFT")
+    plot_curves(lm_rows, ["loss", "eval/accuracy"], run.dir / "loss.png", "pretraining and SFT", by_stage=True)
     rl_keys = ["reward", "kl", "completions/mean_length", "entropy", "eval/accuracy"]
     plot_curves(rl_rows, rl_keys, run.dir / "rl.png", "GRPO", smooth=10)
     stages = ["base", "sft", "grpo"]

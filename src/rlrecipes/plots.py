@@ -23,22 +23,27 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str = "", smooth: int = 1) -> Path:
-    """One panel per metric in `keys`, against `step`; a line per stage when the rows span several."""
-    keys = [k for k in keys if any(k in r for r in rows)]
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.2 * max(len(keys), 1), 3.3), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for stage in dict.fromkeys(r["stage"] for r in rows if key in r):
+def plot_curves(
+    rows: list[dict], keys: list[str], path: str | Path, title: str = "", smooth: int = 1, by_stage: bool = False
+) -> Path:
+    """One panel per metric in `keys`, against `step`; a line per stage when the rows span several,
+    or with `by_stage` a panel per stage and metric (for stages whose scales differ, like pretrain and SFT)."""
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    panels = [(s if by_stage else None, k) for s in (stages if by_stage else [None]) for k in keys]
+    panels = [(s, k) for s, k in panels if any(k in r and s in (None, r["stage"]) for r in rows)]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.3), squeeze=False)
+    for ax, (panel_stage, key) in zip(axes[0], panels):
+        for stage in [panel_stage] if panel_stage else dict.fromkeys(r["stage"] for r in rows if key in r):
             pts = [(r["step"], r[key]) for r in rows if r["stage"] == stage and r.get(key) is not None]
             steps, values = zip(*pts)
             if smooth > 1 and len(values) > smooth:
                 ax.plot(steps, values, alpha=0.25, color="gray")
                 values = _smooth(list(values), smooth)
-            ax.plot(steps, values, label=stage)
-        ax.set_title(key)
+            ax.plot(steps, values, label=stage, marker="o" if len(steps) < 20 else None)
+        ax.set_title(f"{panel_stage}: {key}" if panel_stage else key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if len({r["stage"] for r in rows if key in r}) > 1:
+        if not panel_stage and len({r["stage"] for r in rows if key in r}) > 1:
             ax.legend()
     if title:
         fig.suptitle(title)
@@ -56,6 +61,27 @@ def plot_accuracy(stages: list[str], accuracies: list[float], path: str | Path, 
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("held-out accuracy (greedy)")
     ax.set_title(title or "accuracy after each stage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_comparison(histories: dict[str, list[dict]], keys: list[str], x: str, path: str | Path, title: str = "") -> Path:
+    """The bake-off figure: one panel per metric, one line per algorithm, against `x` (samples seen)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, rows in histories.items():
+            pts = [(r[x], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, _smooth(list(ys), 10), label=name)
+        ax.set_title(key)
+        ax.set_xlabel(x)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

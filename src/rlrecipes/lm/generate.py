@@ -33,6 +33,10 @@ class Samples:
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(1)  # (B,)
 
+    def select(self, rows: torch.Tensor) -> "Samples":
+        """The samples of the given rows (a boolean mask or indices)."""
+        return Samples(self.input_ids[rows], self.attention_mask[rows], self.completion_mask[rows], self.prompt_len)
+
 
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)

@@ -32,6 +32,8 @@ from rlrecipes.lm.kl import kl_k3
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+
 
 @dataclass
 class Config:
@@ -41,9 +43,14 @@ class Config:
     batch_size: int = 32  # prompts per step
     group_size: int = 8  # completions sampled per prompt (G); at least 2 to have a baseline
     lr: float = 3e-4  # AdamW learning rate
-    clip_eps: float = 0.2  # PPO clip range for the importance ratio
+    clip_eps: float = 0.2  # PPO clip range for the importance ratio: [1 - clip_eps, 1 + clip_eps_high]
+    clip_eps_high: float | None = None  # upper clip; DAPO's "clip-higher" uses 0.28 (None = clip_eps)
     beta: float = 0.0  # weight of the k3 KL penalty to the frozen starting model (0 = off, TRL's default)
     updates_per_batch: int = 1  # optimisation passes over each batch of samples (mu in the paper)
+    scale_rewards: bool = True  # divide advantages by the group's reward std (Dr. GRPO: False)
+    loss_type: str = "grpo"  # how token losses are averaged: grpo (per completion) | dapo (per token) | dr_grpo (constant)
+    importance_sampling_level: str = "token"  # token | sequence (GSPO: one ratio per completion)
+    drop_zero_std_groups: bool = False  # DAPO's dynamic sampling, simplified: skip groups whose rewards all agree
     temperature: float = 1.0  # sampling temperature for rollouts
     grad_clip: float = 1.0  # clip the global gradient norm to this
     eval_every: int = 20  # held-out accuracy every this many steps (0 = only at the end)
@@ -67,6 +74,12 @@ def validate(cfg: Config):
         raise ValueError(f"lr={cfg.lr} must be greater than 0 (try 3e-4)")
     if not 0 < cfg.clip_eps < 1:
         raise ValueError(f"clip_eps={cfg.clip_eps} must be in (0, 1) (the usual value is 0.2)")
+    if cfg.clip_eps_high is not None and not cfg.clip_eps <= cfg.clip_eps_high < 1:
+        raise ValueError(f"clip_eps_high={cfg.clip_eps_high} must be in [clip_eps, 1) (DAPO uses 0.28)")
+    if cfg.loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type={cfg.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
+    if cfg.importance_sampling_level not in ("token", "sequence"):
+        raise ValueError(f"importance_sampling_level={cfg.importance_sampling_level!r} must be 'token' or 'sequence'")
     if cfg.beta < 0:
         raise ValueError(f"beta={cfg.beta} must be 0 (no KL penalty) or positive")
     if not cfg.temperature > 0:
@@ -76,23 +89,31 @@ def validate(cfg: Config):
 
 
 # --- core ---
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
     """Each completion's reward relative to the other completions of the same prompt."""
     r = rewards.view(-1, group_size)  # (B, G): one row per prompt
-    adv = (r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + eps)  # (B, G)
+    adv = r - r.mean(1, keepdim=True)  # (B, G) the group mean is the baseline
+    if scale:  # Dr. GRPO turns this off: dividing by the std up-weights groups that nearly agree
+        adv = adv / (r.std(1, keepdim=True) + eps)
     return adv.flatten()  # (B * G,)
 
 
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps: float, beta: float):
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_low, clip_high, beta, loss_type="grpo", level="token", max_len=1):
     """logp, old_logp, ref_logp, mask: (N, T) per completion token; adv: (N,). Returns (loss, stats)."""
-    ratio = torch.exp(logp - old_logp)  # (N, T) pi / pi_old, 1 on the first pass over a batch
-    adv = adv[:, None]  # (N, 1): every token of a completion shares its advantage
-    surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)  # (N, T) pessimistic bound
+    log_ratio = logp - old_logp  # (N, T) log pi / pi_old, 0 on the first pass over a batch
+    if level == "sequence":  # GSPO: one ratio per completion, the geometric mean of its tokens' ratios
+        log_ratio = ((log_ratio * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)).expand_as(logp)
+    ratio, adv = torch.exp(log_ratio), adv[:, None]  # (N, T), (N, 1): a completion's tokens share its advantage
+    surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip_low, 1 + clip_high) * adv)  # (N, T) pessimistic bound
     kl = kl_k3(logp, ref_logp)  # (N, T) >= 0, unbiased estimate of KL(pi || ref)
-    per_token = -surrogate + beta * kl  # (N, T)
-    per_seq = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)  # (N,) mean over each completion's tokens
-    loss = per_seq.mean()  # then over completions, as in the paper
-    clipped = ((ratio < 1 - clip_eps) & (adv < 0)) | ((ratio > 1 + clip_eps) & (adv > 0))  # (N, T) no gradient
+    per_token = (-surrogate + beta * kl) * mask  # (N, T)
+    if loss_type == "grpo":  # mean over each completion's tokens, then over completions (the paper)
+        loss = (per_token.sum(1) / mask.sum(1).clamp(min=1)).mean()
+    elif loss_type == "dapo":  # mean over every token of the batch: a long completion is not diluted
+        loss = per_token.sum() / mask.sum().clamp(min=1)
+    else:  # "dr_grpo": divide by a constant (completions x max length): no length bias at all
+        loss = per_token.sum() / (mask.shape[0] * max_len)
+    clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))  # (N, T) no gradient
     n_tokens = mask.sum().clamp(min=1)
     stats = {"kl": (kl * mask).sum() / n_tokens, "clip_ratio": (clipped * mask).sum() / n_tokens}
     return loss, stats
@@ -116,6 +137,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
 
     t0 = time.time()
     start_accuracy = accuracy = evaluate(model, tokenizer, task)[0]
+    run.log(0, **{"eval/accuracy": start_accuracy})
     bar = tqdm(range(cfg.steps), desc="grpo", dynamic_ncols=True)
     for step in bar:
         # 1. Rollout: G samples for each prompt, from the current policy.
@@ -134,8 +156,13 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         completions = [tokenizer.decode(c) for c in samples.completion_ids]
         # 2. Score, and turn scores into advantages within each group.
         rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B * G,)
-        adv = group_advantages(rewards, cfg.group_size)
-        mask = samples.completion_mask[:, 1:].float()  # (B * G, T-1)
+        adv = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)
+        group_std = rewards.view(-1, cfg.group_size).std(1)  # (B,)
+        lengths = samples.completion_lengths.float()
+        keep = (group_std > 0).repeat_interleave(cfg.group_size)  # (B * G,) groups that teach something
+        if cfg.drop_zero_std_groups and keep.any():  # all-equal groups have zero advantage: they only dilute
+            samples, adv = samples.select(keep), adv[keep]
+        mask = samples.completion_mask[:, 1:].float()  # (N, T-1)
         with torch.no_grad():
             ref_logp = sequence_logprobs(reference, samples)
         # 3. Update: one or more passes of the clipped loss over this batch.
@@ -144,7 +171,10 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             logp, entropy = sequence_logprobs(model, samples, with_entropy=True)
             if old_logp is None:
                 old_logp = logp.detach()  # the policy that sampled the batch, before any update
-            loss, stats = grpo_loss(logp, old_logp, ref_logp, adv, mask, cfg.clip_eps, cfg.beta)
+            loss, stats = grpo_loss(
+                logp, old_logp, ref_logp, adv, mask, cfg.clip_eps, cfg.clip_eps_high or cfg.clip_eps, cfg.beta,
+                cfg.loss_type, cfg.importance_sampling_level, max_new_tokens,
+            )  # fmt: skip
             check_finite(loss, "grpo", step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,7 +182,6 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             optimizer.step()
         # 4. Log what a practitioner reads, with TRL's names.
         done = step + 1
-        group_std = rewards.view(-1, cfg.group_size).std(1)
         row = {
             "reward": rewards.mean().item(),
             "reward_std": group_std.mean().item(),
@@ -160,7 +189,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             "kl": stats["kl"].item(),
             "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
             "clip_ratio": stats["clip_ratio"].item(),
-            "completions/mean_length": samples.completion_lengths.float().mean().item(),
+            "completions/mean_length": lengths.mean().item(),
             "loss": loss.item(),
             "grad_norm": grad_norm.item(),
             "learning_rate": cfg.lr,

@@ -28,14 +28,14 @@ from rlrecipes.tasks import evaluate, get_task
 class Config:
     init: str | None = None  # the pretrained checkpoint or run folder to start from (required)
     task: str = "arithmetic"  # which task's demonstrations to imitate
-    steps: int = 150  # optimiser steps
+    steps: int = 30  # optimiser steps
     batch_size: int = 64  # demonstrations per step
-    n_examples: int = 2000  # distinct demonstrations (fewer = more mistakes left for RL)
-    lr: float = 1e-3  # AdamW learning rate, constant after warm-up
+    n_examples: int = 300  # distinct demonstrations (fewer = more mistakes left for RL)
+    lr: float = 3e-4  # AdamW learning rate, constant after warm-up
     warmup_steps: int = 10  # linear warm-up
     grad_clip: float = 1.0  # clip the global gradient norm to this
-    eval_every: int = 50  # held-out accuracy every this many steps (0 = only at the end)
-    save_every: int = 50  # checkpoint every this many steps, for --resume
+    eval_every: int = 10  # held-out accuracy every this many steps (0 = only at the end)
+    save_every: int = 10  # checkpoint every this many steps, for --resume
     seed: int = 0  # same seed, same run (on the CPU)
     device: str = "auto"  # auto | cpu | cuda | mps
     out: str | None = None  # run folder (default runs/sft-<timestamp>)
@@ -83,7 +83,10 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     start = run.resume(model, optimizer, generator) if cfg.resume else 0
 
     t0, accuracy = time.time(), None
-    start_accuracy = evaluate(model, tokenizer, task)[0] if start == 0 else None
+    start_accuracy = None
+    if start == 0:
+        start_accuracy = evaluate(model, tokenizer, task)[0]
+        run.log(0, **{"eval/accuracy": start_accuracy})
     bar = tqdm(range(start, cfg.steps), desc="sft", initial=start, total=cfg.steps, dynamic_ncols=True)
     done = start
     try:

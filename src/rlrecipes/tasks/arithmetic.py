@@ -29,7 +29,7 @@ class ArithmeticTask:
     max_prompt_chars = 6  # "99+99="
     max_completion_chars = 3  # "198"
 
-    def __init__(self, sloppy: float = 0.7):
+    def __init__(self, sloppy: float = 0.9):
         if not 0.0 <= sloppy <= 1.0:
             raise ValueError(f"sloppy={sloppy} must be a probability in [0, 1]")
         self.sloppy = sloppy  # how often the pretraining corpus forgets a carry
