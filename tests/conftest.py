@@ -29,13 +29,15 @@ def _code_hash() -> str:
 
 
 @pytest.fixture(scope="session")
-def trained_models(request) -> dict:
+def trained_models(request, tmp_path_factory) -> dict:
     """{"pretrain": path, "sft": path, "pretrain_accuracy": float, "sft_accuracy": float}."""
     from rlrecipes.recipes import pretrain, sft
     from rlrecipes.runs import load_checkpoint
     from rlrecipes.tasks import evaluate, get_task
 
-    folder = Path(request.config.cache.mkdir(f"rlrecipes-models-{_code_hash()}"))
+    name = f"rlrecipes-models-{_code_hash()}"
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: train into a temp folder
+    folder = Path(cache.mkdir(name) if cache else tmp_path_factory.mktemp(name))
     if not (folder / "sft.json").exists():
         pretrain.train(pretrain.Config(out=str(folder / "pretrain"), overwrite=True, **PRETRAIN))
         sft.train(sft.Config(init=str(folder / "pretrain"), out=str(folder / "sft"), overwrite=True, **SFT))

@@ -122,7 +122,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         ({"context_len": 8}, "context_len=8 is too short for task 'arithmetic': need at least 11"),
         ({"task": "poetry"}, "unknown task 'poetry'; valid tasks: arithmetic"),
         ({"steps": 0}, "steps=0 must be at least 1"),
-        ({"n_embd": 30}, "n_embd=30 must be divisible by n_head=2"),
+        ({"n_embd": 33}, "n_embd=33 must be divisible by n_head=2"),
     ],
 )
 def test_pretrain_bad_values(tmp_path, kw, message):
