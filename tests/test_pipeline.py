@@ -160,6 +160,11 @@ def test_bake_writes_the_whole_run_folder(tmp_path, trained_models):
     assert "![rl curves](rl.png)" in report and summary["samples_before_after"][0]["prompt"] in report
     with pytest.raises(ValueError, match="already holds a run"):
         bake.bake(cfg)
+    # --resume keeps the finished stages (their checkpoints are not rewritten) and only redoes the report
+    before = (out / "grpo.safetensors").stat().st_mtime_ns
+    resumed = bake.bake(bake.Config(**{**cfg.__dict__, "resume": True}))
+    assert (out / "grpo.safetensors").stat().st_mtime_ns == before
+    assert resumed["final_accuracy"] == pytest.approx(summary["final_accuracy"])
 
 
 def test_bake_refuses_bad_settings_before_work(tmp_path):

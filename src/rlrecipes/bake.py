@@ -94,9 +94,11 @@ def bake(cfg: Config) -> dict:
         {"prompt": p, "before_rl": answers["sft"][i], "after_rl": answers["grpo"][i], "reward_before": rewards["sft"][i], "reward_after": rewards["grpo"][i]}
         for i, p in enumerate(shown)
     ]
-    base_accuracy = (
-        results["pretrain"]["final_accuracy"] if "pretrain" in results else results["sft"].get("start_accuracy")
-    )
+    if "pretrain" in results:
+        base_accuracy = results["pretrain"]["final_accuracy"]
+    else:  # started from --init: its accuracy is the base
+        model, tokenizer, _, _ = load_checkpoint(cfg.init)
+        base_accuracy = evaluate(model, tokenizer, task)[0]
     summary = {
         "task": cfg.task,
         "run_dir": str(run.dir),
