@@ -50,6 +50,46 @@ def test_masked_tokens_change_nothing():
     assert torch.allclose(a, b)
 
 
+def test_loss_types_average_as_their_papers_say():
+    per_token = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # -surrogate per token with adv = -1, ratio = 1
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    logp = torch.zeros(2, 3)
+    adv = torch.tensor([-1.0, -1.0])
+    loss = {
+        t: grpo_loss(logp, logp, logp, adv, mask, 0.2, 0.2, 0.0, t, max_len=4)[0].item()
+        for t in ("grpo", "dapo", "dr_grpo")
+    }
+    assert loss["grpo"] == pytest.approx((2 / 2 + 3 / 3) / 2)  # per completion, then per batch
+    assert loss["dapo"] == pytest.approx(5 / 5)  # per token over the batch
+    assert loss["dr_grpo"] == pytest.approx(5 / (2 * 4))  # by the constant: completions x max length
+    assert per_token.sum() == 5
+
+
+def test_dr_grpo_advantages_are_not_scaled():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert group_advantages(rewards, 4, scale=False).tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25])
+
+
+def test_sequence_level_ratio_is_the_geometric_mean_of_token_ratios():
+    old = torch.zeros(1, 3)
+    logp = torch.tensor([[0.05, 0.15, 0.5]])  # the third token is padding; ratios stay inside the clip
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    adv = torch.tensor([1.0])
+    seq, _ = grpo_loss(logp, old, old, adv, mask, 0.2, 0.2, 0.0, level="sequence")
+    assert seq.item() == pytest.approx(-torch.exp(torch.tensor(0.1)).item())  # exp(mean(0.05, 0.15))
+    tok, _ = grpo_loss(logp, old, old, adv, mask, 0.2, 0.2, 0.0, level="token")
+    assert tok.item() == pytest.approx(-(torch.exp(torch.tensor(0.05)) + torch.exp(torch.tensor(0.15))).item() / 2)
+
+
+def test_clip_higher_lets_good_tokens_grow_further():
+    old = torch.zeros(1, 1)
+    logp = torch.tensor([[0.25]], requires_grad=True)  # ratio 1.28: outside 1.2, inside 1.3
+    adv = torch.tensor([1.0])
+    _, symmetric = grpo_loss(logp, old, old, adv, torch.ones(1, 1), 0.2, 0.2, 0.0)
+    _, higher = grpo_loss(logp, old, old, adv, torch.ones(1, 1), 0.2, 0.3, 0.0)
+    assert symmetric["clip_ratio"] == 1.0 and higher["clip_ratio"] == 0.0
+
+
 def test_kl_estimators():
     logp = torch.log(torch.tensor([0.5, 0.2, 0.3]))
     assert torch.equal(kl_k3(logp, logp), torch.zeros(3)) and torch.equal(kl_k1(logp, logp), torch.zeros(3))
@@ -71,6 +111,9 @@ def test_kl_estimators():
         ("clip_eps", 1.5, r"clip_eps=1.5 must be in \(0, 1\)"),
         ("beta", -0.1, "beta=-0.1 must be 0"),
         ("task", "poetry", "unknown task 'poetry'"),
+        ("loss_type", "bnpo", "loss_type='bnpo' is not one of grpo, dapo, dr_grpo"),
+        ("importance_sampling_level", "word", "importance_sampling_level='word' must be 'token' or 'sequence'"),
+        ("clip_eps_high", 0.1, r"clip_eps_high=0.1 must be in \[clip_eps, 1\)"),
         ("device", "tpu", "device='tpu' is not one of"),
     ],
 )
@@ -99,6 +142,24 @@ def test_same_seed_same_run(sft_checkpoint, tmp_path):
     steps = [r for r in a if r["step"] > 0]  # step 0 holds the starting accuracy only
     assert [r["loss"] for r in steps] != [r["loss"] for r in c if r["step"] > 0]
     assert all("kl" in r and "clip_ratio" in r for r in steps)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"scale_rewards": False, "loss_type": "dr_grpo"},
+        {"loss_type": "dapo", "clip_eps_high": 0.28, "updates_per_batch": 2},
+        {"importance_sampling_level": "sequence", "updates_per_batch": 2},
+        {"drop_zero_std_groups": True, "beta": 0.04},
+    ],
+    ids=["dr_grpo", "dapo", "gspo", "dynamic_sampling"],
+)
+def test_every_variant_runs_and_learns_something(sft_checkpoint, tmp_path, variant):
+    history = _short(sft_checkpoint, tmp_path / "v", **variant)["history"]
+    steps = [r for r in history if r["step"] > 0]
+    assert len(steps) == 4 and all(r["grad_norm"] > 0 for r in steps)
+    if variant.get("updates_per_batch", 1) > 1:
+        assert any(r["clip_ratio"] >= 0 for r in steps)
 
 
 def test_every_parameter_moves(sft_checkpoint, tmp_path):

@@ -19,9 +19,23 @@ from rlrecipes.runs import CheckpointError, Diverged, RunFolderError
 
 # name -> (module, what it teaches, the paper)
 RECIPES = {
-    "pretrain": ("rlrecipes.recipes.pretrain", "next-token prediction on the task's web text", "Radford et al. 2019 (GPT-2)"),
-    "sft": ("rlrecipes.recipes.sft", "imitate demonstrations: the loss on completion tokens only", "Ouyang et al. 2022 (InstructGPT)"),
-    "grpo": ("rlrecipes.recipes.grpo", "group-relative advantages, clipped ratio, k3 KL", "Shao et al. 2024 (DeepSeekMath)"),
+    "pretrain": (
+        "rlrecipes.recipes.pretrain",
+        "next-token prediction on the task's web text",
+        "Radford et al. 2019 (GPT-2)",
+    ),
+    "sft": (
+        "rlrecipes.recipes.sft",
+        "imitate demonstrations: the loss on completion tokens only",
+        "Ouyang et al. 2022 (InstructGPT)",
+    ),
+    "grpo": (
+        "rlrecipes.recipes.grpo",
+        "group-relative advantages, clipped ratio, k3 KL",
+        "Shao et al. 2024 (DeepSeekMath)",
+    ),
+    "reinforce": ("rlrecipes.recipes.reinforce", "the plain policy gradient; a baseline quiets it", "Williams 1992"),
+    "rloo": ("rlrecipes.recipes.rloo", "k samples per prompt, each against the others' mean", "Ahmadian et al. 2024"),
 }
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -70,7 +84,9 @@ def print_bake_summary(summary: dict, cfg) -> None:
         samples.add_column(column)
     for s in summary["samples_before_after"]:
         mark = lambda r: "[green]right[/]" if r >= 1 else "[red]wrong[/]"  # noqa: E731
-        samples.add_row(s["prompt"], f"{s['before_rl']} {mark(s['reward_before'])}", f"{s['after_rl']} {mark(s['reward_after'])}")
+        samples.add_row(
+            s["prompt"], f"{s['before_rl']} {mark(s['reward_before'])}", f"{s['after_rl']} {mark(s['reward_after'])}"
+        )
     console = Console()
     console.print(table)
     console.print(samples)
@@ -92,12 +108,50 @@ def run(ctx: typer.Context):
     typer.echo("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
 
 
+@app.command(context_settings=PASS_THROUGH)
+def compare(ctx: typer.Context):
+    """The bake-off: RL recipes from one SFT model with one sample budget; one figure, one table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlrecipes import compare as compare_module
+
+    cfg = tyro.cli(compare_module.Config, args=ctx.args, prog="rlrecipes compare", description=compare_module.__doc__)
+    summary = _run_guarded(compare_module.compare, cfg)
+    table = Table(title=f"bake-off on {summary['task']}")
+    for column in ("algorithm", "start accuracy", "final accuracy", "seconds", "samples"):
+        table.add_column(column)
+    for name, r in summary["algorithms"].items():
+        table.add_row(
+            name, f"{r['start_accuracy']:.3f}", f"{r['final_accuracy']:.3f}", f"{r['seconds']:.0f}", str(r["samples"])
+        )
+    Console().print(table)
+    typer.echo(f"figure: {summary['run_dir']}/compare.png")
+
+
+@app.command(context_settings=PASS_THROUGH)
+def icemaze(ctx: typer.Context):
+    """The RL basics on a grid world: rlrecipes icemaze ALGORITHM --map 8x8 --slippery (see its --help)."""
+    from rlrecipes.icemaze.cli import main as icemaze_main
+
+    raise typer.Exit(icemaze_main(list(ctx.args)))
+
+
 @app.command(name="list")
 def list_recipes():
     """Every recipe: its name, what it teaches, the paper."""
     width = max(len(n) for n in RECIPES)
     for name, (_, teaches, paper) in RECIPES.items():
         typer.echo(f"{name:<{width}}  {teaches}  [{paper}]")
+
+
+@app.command(name="kl-estimators", context_settings=PASS_THROUGH)
+def kl_estimators(ctx: typer.Context):
+    """Measure the k1, k2, k3 estimators of KL(policy || reference): a figure, the numbers, a table (seconds)."""
+    from rlrecipes import kl_demo
+
+    cfg = tyro.cli(kl_demo.Config, args=ctx.args, prog="rlrecipes kl-estimators", description=kl_demo.__doc__)
+    kl_demo.print_table(_run_guarded(kl_demo.run, cfg))
 
 
 def main(argv: list[str] | None = None) -> int:

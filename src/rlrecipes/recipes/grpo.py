@@ -48,7 +48,9 @@ class Config:
     beta: float = 0.0  # weight of the k3 KL penalty to the frozen starting model (0 = off, TRL's default)
     updates_per_batch: int = 1  # optimisation passes over each batch of samples (mu in the paper)
     scale_rewards: bool = True  # divide advantages by the group's reward std (Dr. GRPO: False)
-    loss_type: str = "grpo"  # how token losses are averaged: grpo (per completion) | dapo (per token) | dr_grpo (constant)
+    loss_type: str = (
+        "grpo"  # how token losses are averaged: grpo (per completion) | dapo (per token) | dr_grpo (constant)
+    )
     importance_sampling_level: str = "token"  # token | sequence (GSPO: one ratio per completion)
     drop_zero_std_groups: bool = False  # DAPO's dynamic sampling, simplified: skip groups whose rewards all agree
     temperature: float = 1.0  # sampling temperature for rollouts
@@ -98,7 +100,9 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True,
     return adv.flatten()  # (B * G,)
 
 
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_low, clip_high, beta, loss_type="grpo", level="token", max_len=1):
+def grpo_loss(
+    logp, old_logp, ref_logp, adv, mask, clip_low, clip_high, beta, loss_type="grpo", level="token", max_len=1
+):
     """logp, old_logp, ref_logp, mask: (N, T) per completion token; adv: (N,). Returns (loss, stats)."""
     log_ratio = logp - old_logp  # (N, T) log pi / pi_old, 0 on the first pass over a batch
     if level == "sequence":  # GSPO: one ratio per completion, the geometric mean of its tokens' ratios
@@ -117,6 +121,8 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_low, clip_high, beta, lo
     n_tokens = mask.sum().clamp(min=1)
     stats = {"kl": (kl * mask).sum() / n_tokens, "clip_ratio": (clipped * mask).sum() / n_tokens}
     return loss, stats
+
+
 # --- end core ---
 
 
@@ -139,69 +145,80 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     start_accuracy = accuracy = evaluate(model, tokenizer, task)[0]
     run.log(0, **{"eval/accuracy": start_accuracy})
     bar = tqdm(range(cfg.steps), desc="grpo", dynamic_ncols=True)
-    for step in bar:
-        # 1. Rollout: G samples for each prompt, from the current policy.
-        prompts = [p for p in task.train_prompts(cfg.batch_size, prompt_rng) for _ in range(cfg.group_size)]
-        model.eval()
-        samples = generate(
-            model,
-            [tokenizer.encode(p, bos=True) for p in prompts],
-            max_new_tokens,
-            tokenizer.eos_id,
-            tokenizer.pad_id,
-            temperature=cfg.temperature,
-            generator=generator,
-        )
-        model.train()
-        completions = [tokenizer.decode(c) for c in samples.completion_ids]
-        # 2. Score, and turn scores into advantages within each group.
-        rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B * G,)
-        adv = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)
-        group_std = rewards.view(-1, cfg.group_size).std(1)  # (B,)
-        lengths = samples.completion_lengths.float()
-        keep = (group_std > 0).repeat_interleave(cfg.group_size)  # (B * G,) groups that teach something
-        if cfg.drop_zero_std_groups and keep.any():  # all-equal groups have zero advantage: they only dilute
-            samples, adv = samples.select(keep), adv[keep]
-        mask = samples.completion_mask[:, 1:].float()  # (N, T-1)
-        with torch.no_grad():
-            ref_logp = sequence_logprobs(reference, samples)
-        # 3. Update: one or more passes of the clipped loss over this batch.
-        old_logp = None
-        for _ in range(cfg.updates_per_batch):
-            logp, entropy = sequence_logprobs(model, samples, with_entropy=True)
-            if old_logp is None:
-                old_logp = logp.detach()  # the policy that sampled the batch, before any update
-            loss, stats = grpo_loss(
-                logp, old_logp, ref_logp, adv, mask, cfg.clip_eps, cfg.clip_eps_high or cfg.clip_eps, cfg.beta,
-                cfg.loss_type, cfg.importance_sampling_level, max_new_tokens,
-            )  # fmt: skip
-            check_finite(loss, "grpo", step + 1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-        # 4. Log what a practitioner reads, with TRL's names.
-        done = step + 1
-        row = {
-            "reward": rewards.mean().item(),
-            "reward_std": group_std.mean().item(),
-            "frac_reward_zero_std": (group_std == 0).float().mean().item(),
-            "kl": stats["kl"].item(),
-            "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
-            "clip_ratio": stats["clip_ratio"].item(),
-            "completions/mean_length": lengths.mean().item(),
-            "loss": loss.item(),
-            "grad_norm": grad_norm.item(),
-            "learning_rate": cfg.lr,
-            "samples_seen": done * len(prompts),
-        }
-        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
-            accuracy = evaluate(model, tokenizer, task)[0]
-            row["eval/accuracy"] = accuracy
-        if cfg.sample_every and (done % cfg.sample_every == 0 or done == 1):
-            run.log_samples(done, prompts[:: cfg.group_size][:4], completions[:: cfg.group_size][:4], rewards[:: cfg.group_size][:4])
-        run.log(done, **row)
-        bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}", acc=f"{accuracy:.2f}")
+    step = 0
+    try:
+        for step in bar:
+            # 1. Rollout: G samples for each prompt, from the current policy.
+            prompts = [p for p in task.train_prompts(cfg.batch_size, prompt_rng) for _ in range(cfg.group_size)]
+            model.eval()
+            samples = generate(
+                model,
+                [tokenizer.encode(p, bos=True) for p in prompts],
+                max_new_tokens,
+                tokenizer.eos_id,
+                tokenizer.pad_id,
+                temperature=cfg.temperature,
+                generator=generator,
+            )
+            model.train()
+            completions = [tokenizer.decode(c) for c in samples.completion_ids]
+            # 2. Score, and turn scores into advantages within each group.
+            rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B * G,)
+            adv = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)
+            group_std = rewards.view(-1, cfg.group_size).std(1)  # (B,)
+            lengths = samples.completion_lengths.float()
+            keep = (group_std > 0).repeat_interleave(cfg.group_size)  # (B * G,) groups that teach something
+            if cfg.drop_zero_std_groups and keep.any():  # all-equal groups have zero advantage: they only dilute
+                samples, adv = samples.select(keep), adv[keep]
+            mask = samples.completion_mask[:, 1:].float()  # (N, T-1)
+            with torch.no_grad():
+                ref_logp = sequence_logprobs(reference, samples)
+            # 3. Update: one or more passes of the clipped loss over this batch.
+            old_logp = None
+            for _ in range(cfg.updates_per_batch):
+                logp, entropy = sequence_logprobs(model, samples, with_entropy=True)
+                if old_logp is None:
+                    old_logp = logp.detach()  # the policy that sampled the batch, before any update
+                loss, stats = grpo_loss(
+                    logp, old_logp, ref_logp, adv, mask, cfg.clip_eps, cfg.clip_eps_high or cfg.clip_eps, cfg.beta,
+                    cfg.loss_type, cfg.importance_sampling_level, max_new_tokens,
+                )  # fmt: skip
+                check_finite(loss, "grpo", step + 1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+            # 4. Log what a practitioner reads, with TRL's names.
+            done = step + 1
+            row = {
+                "reward": rewards.mean().item(),
+                "reward_std": group_std.mean().item(),
+                "frac_reward_zero_std": (group_std == 0).float().mean().item(),
+                "kl": stats["kl"].item(),
+                "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
+                "clip_ratio": stats["clip_ratio"].item(),
+                "completions/mean_length": lengths.mean().item(),
+                "loss": loss.item(),
+                "grad_norm": grad_norm.item(),
+                "learning_rate": cfg.lr,
+                "samples_seen": done * len(prompts),
+            }
+            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+                accuracy = evaluate(model, tokenizer, task)[0]
+                row["eval/accuracy"] = accuracy
+            if cfg.sample_every and (done % cfg.sample_every == 0 or done == 1):
+                run.log_samples(
+                    done,
+                    prompts[:: cfg.group_size][:4],
+                    completions[:: cfg.group_size][:4],
+                    rewards[:: cfg.group_size][:4],
+                )
+            run.log(done, **row)
+            bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}", acc=f"{accuracy:.2f}")
+    except KeyboardInterrupt:  # keep what was learned so far; RL restarts from a checkpoint with --init
+        bar.close()
+        run.save(model, tokenizer, step, complete=False)
+        raise
     checkpoint = run.save(model, tokenizer, cfg.steps, complete=True, config=asdict(cfg))
     summary = {
         "start_accuracy": start_accuracy,
