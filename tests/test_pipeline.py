@@ -168,6 +168,8 @@ def test_bake_writes_the_whole_run_folder(tmp_path, trained_models):
 
 
 def test_bake_refuses_bad_settings_before_work(tmp_path):
+    with pytest.raises(ValueError, match="bake --init takes a TinyGPT checkpoint"):
+        bake.bake(bake.Config(init="hf:some/folder", out=str(tmp_path / "b")))
     with pytest.raises(ValueError, match="group_size=1 must be at least 2"):
         bake.bake(bake.Config(group_size=1, out=str(tmp_path / "b")))
     assert not (tmp_path / "b").exists()

@@ -62,6 +62,8 @@ def _stage_done(run: Run, stage: str) -> bool:
 def bake(cfg: Config) -> dict:
     task = get_task(cfg.task)
     resolve_device(cfg.device)
+    if cfg.init and cfg.init.startswith("hf:"):
+        raise ValueError("bake --init takes a TinyGPT checkpoint or run folder; for hf:PATH run the stages one by one: rlrecipes run sft --init hf:PATH, then rlrecipes run grpo")
     if cfg.init:
         load_checkpoint(cfg.init)  # a bad --init fails now, before the run folder is touched
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / f"bake-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -4,6 +4,7 @@
     rlrecipes run RECIPE --flag value ...   one recipe; every field of its Config is a flag (see --help)
     rlrecipes list                          every recipe, one line each
     rlrecipes icemaze ALGORITHM ...         the RL basics on the IceMaze grid world
+    rlrecipes export RUN --to transformers OUT    TinyGPT as a transformers GPT-2 folder (import-hf: back)
 
 typer dispatches the commands; tyro turns each recipe's Config dataclass into flags, with the comment
 beside each field as its help, so the flags can never drift from the code.
@@ -36,6 +37,7 @@ RECIPES = {
     ),
     "reinforce": ("rlrecipes.recipes.reinforce", "the plain policy gradient; a baseline quiets it", "Williams 1992"),
     "rloo": ("rlrecipes.recipes.rloo", "k samples per prompt, each against the others' mean", "Ahmadian et al. 2024"),
+    "ppo": ("rlrecipes.recipes.ppo", "a value head, GAE, clipped losses, KL in the reward", "Ziegler et al. 2019"),
 }
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -152,6 +154,33 @@ def kl_estimators(ctx: typer.Context):
 
     cfg = tyro.cli(kl_demo.Config, args=ctx.args, prog="rlrecipes kl-estimators", description=kl_demo.__doc__)
     kl_demo.print_table(_run_guarded(kl_demo.run, cfg))
+
+
+@app.command()
+def export(
+    run_dir: str = typer.Argument(..., help="a run folder or a .safetensors checkpoint of TinyGPT"),
+    out: str = typer.Argument(..., help="the folder to write (must not exist, or be empty)"),
+    to: str = typer.Option("transformers", "--to", help="the format: transformers (a GPT2LMHeadModel folder)"),
+):
+    """Write a TinyGPT checkpoint as a transformers GPT-2 folder: rlrecipes export RUN_DIR --to transformers OUT."""
+    if to != "transformers":
+        _fail(f"--to {to!r} is not a format rlrecipes writes; valid: transformers")
+    from rlrecipes.lm.hf import export_transformers
+
+    folder = _run_guarded(export_transformers, run_dir, out)
+    typer.echo(f"wrote {folder}: AutoModelForCausalLM.from_pretrained({str(folder)!r}) loads it (docs/trl.md)")
+
+
+@app.command(name="import-hf")
+def import_hf(
+    hf_dir: str = typer.Argument(..., help="a transformers GPT-2 folder, as `rlrecipes export` writes"),
+    out: str = typer.Argument(..., help="the folder for the TinyGPT checkpoint (must not exist, or be empty)"),
+):
+    """Turn a GPT-2 folder (exact GELU, tied, character vocabulary) back into a TinyGPT checkpoint for --init."""
+    from rlrecipes.lm.hf import import_transformers
+
+    path = _run_guarded(import_transformers, hf_dir, out)
+    typer.echo(f"wrote {path}: use it with --init {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

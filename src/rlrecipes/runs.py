@@ -88,6 +88,10 @@ def save_checkpoint(
 ) -> Path:
     """Write `path` (.safetensors) and its .json sidecar atomically. `state` is any JSON-able training state
     (step, stage, complete...); `extra_tensors` holds optimizer moments or RNG state for resuming."""
+    if not isinstance(model, TinyGPT):  # a Hugging Face policy (--init hf:PATH): a save_pretrained folder instead
+        from rlrecipes.lm.hf import save_hf
+
+        return save_hf(path, model, tokenizer, state)
     path = Path(path).with_suffix(".safetensors")
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     del tensors["model.lm_head.weight"]  # tied to tok_emb.weight; safetensors refuses shared memory
@@ -131,7 +135,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, device="cpu"):
-    """Returns (model, tokenizer, state, extra_tensors). Every way a file can be bad is a CheckpointError."""
+    """Returns (model, tokenizer, state, extra_tensors). Every way a file can be bad is a CheckpointError.
+    `hf:PATH` loads a local Hugging Face model folder instead (lm/hf.py), with no state or extra tensors."""
+    if str(path).startswith("hf:"):
+        from rlrecipes.lm.hf import load_hf
+
+        return (*load_hf(str(path)[3:], device), {}, {})
     path = resolve_checkpoint(path)
     meta_path = path.with_suffix(".json")
     if not meta_path.exists():
@@ -246,6 +255,8 @@ class Run:
     def resume(self, model, optimizer, generator) -> int:
         """Load this stage's last checkpoint into model, optimizer and generator; returns the step to start
         from (0 when there is none). Metrics logged after that checkpoint are dropped: they will be redone."""
+        if not isinstance(model, TinyGPT):
+            raise RunFolderError("--resume works for TinyGPT runs only: an hf: checkpoint holds weights, no optimizer")
         path = self.dir / f"{self.stage}.safetensors"
         if not path.exists():
             return 0
