@@ -59,7 +59,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python and PyTorch, and return a CPU generator for data and sampling draws."""
+    """Seed Python and PyTorch, and return a CPU generator for data and sampling draws.
+
+    It also sets one intra-op CPU thread unless OMP_NUM_THREADS says otherwise: TinyGPT's matrices are
+    too small to split, and on a 2-core machine two threads that spin-wait on each other ran up to 10x
+    slower (benchmarks/results.md). A fixed thread count also keeps float reductions, and so runs, identical."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
     random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
