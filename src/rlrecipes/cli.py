@@ -38,6 +38,9 @@ RECIPES = {
     "reinforce": ("rlrecipes.recipes.reinforce", "the plain policy gradient; a baseline quiets it", "Williams 1992"),
     "rloo": ("rlrecipes.recipes.rloo", "k samples per prompt, each against the others' mean", "Ahmadian et al. 2024"),
     "ppo": ("rlrecipes.recipes.ppo", "a value head, GAE, clipped losses, KL in the reward", "Ziegler et al. 2019"),
+    "dpo": ("rlrecipes.recipes.dpo", "preferences without RL: the policy is its own reward model", "Rafailov et al. 2023"),
+    "orpo": ("rlrecipes.recipes.orpo", "SFT plus an odds-ratio push, no reference model", "Hong et al. 2024"),
+    "kto": ("rlrecipes.recipes.kto", "unpaired thumbs up/down against a KL reference point", "Ethayarajh et al. 2024"),
 }
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
