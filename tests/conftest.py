@@ -12,7 +12,15 @@ import pytest
 
 import rlrecipes
 
-SOURCES = ["lm/model.py", "lm/tokenizer.py", "lm/generate.py", "tasks", "recipes/pretrain.py", "recipes/sft.py", "runs.py"]
+SOURCES = [
+    "lm/model.py",
+    "lm/tokenizer.py",
+    "lm/generate.py",
+    "tasks",
+    "recipes/pretrain.py",
+    "recipes/sft.py",
+    "runs.py",
+]
 
 # Small but real: the pretrained model plateaus at the corpus's sloppy habit, SFT lifts it part way.
 PRETRAIN = dict(steps=600, batch_size=64, eval_every=0, save_every=0, seed=0, device="cpu")

@@ -10,7 +10,9 @@ from rlrecipes.compare import Config, compare
 
 def test_compare_two_recipes_on_one_budget(sft_checkpoint, tmp_path, capsys):
     out = tmp_path / "c"
-    code = main(["compare", "grpo", "rloo", "--init", sft_checkpoint, "--samples", "512", "--out", str(out), "--device", "cpu"])
+    code = main(
+        ["compare", "grpo", "rloo", "--init", sft_checkpoint, "--samples", "512", "--out", str(out), "--device", "cpu"]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["algorithms"]) == {"grpo", "rloo"}
@@ -29,4 +31,3 @@ def test_compare_refuses_bad_input_before_work(tmp_path):
     with pytest.raises(ValueError, match="unknown task 'poetry'"):
         compare(Config(task="poetry", out=str(tmp_path / "c")))
     assert not (tmp_path / "c").exists()
-

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 CORE = re.compile(r"# --- core ---\n(.*?)# --- end core ---", re.S)
 INCLUDE = re.compile(r"<!-- core: (\S+) -->\n```python\n(.*?)```", re.S)
-RECIPE_FILES = sorted((ROOT / "src/rlrecipes/recipes").glob("*.py")) + sorted((ROOT / "src/rlrecipes/icemaze").glob("*.py"))
+RECIPE_FILES = sorted((ROOT / "src/rlrecipes/recipes").glob("*.py")) + sorted(
+    (ROOT / "src/rlrecipes/icemaze").glob("*.py")
+)
 
 
 def core_of(path: Path) -> str:

@@ -106,7 +106,9 @@ def test_generation_stops_at_eos_and_masks_are_right():
     with torch.no_grad():  # make EOS overwhelmingly likely after 2 tokens: bias its logit
         model.lm_head.weight.data[2] *= 0
     prompts = [[1, 4, 5], [1, 6, 7, 8, 9]]
-    s = generate(model, prompts, max_new_tokens=6, eos_id=2, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    s = generate(
+        model, prompts, max_new_tokens=6, eos_id=2, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
     assert s.prompt_len == 5
     assert s.attention_mask[0, :2].sum() == 0 and s.attention_mask[1, :5].sum() == 5  # left padding
     assert s.completion_mask[:, :5].sum() == 0  # prompt tokens are never completion tokens

@@ -12,7 +12,9 @@ from rlrecipes.cli import main
 from rlrecipes.recipes import pretrain, sft
 from rlrecipes.runs import Diverged, load_checkpoint
 
-TINY = dict(steps=30, batch_size=16, n_documents=2000, n_layer=1, n_embd=32, n_head=2, eval_every=0, save_every=10, device="cpu")
+TINY = dict(
+    steps=30, batch_size=16, n_documents=2000, n_layer=1, n_embd=32, n_head=2, eval_every=0, save_every=10, device="cpu"
+)
 
 
 def tiny_pretrain(out, **kw):
@@ -85,7 +87,9 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, trained_models, monkeypatch)
         return real_loss(*args)
 
     monkeypatch.setattr(sft, "sft_loss", interrupt_at_step_7)
-    cfg = dict(init=trained_models["pretrain"], out=str(tmp_path / "s"), steps=12, save_every=0, eval_every=0, device="cpu")
+    cfg = dict(
+        init=trained_models["pretrain"], out=str(tmp_path / "s"), steps=12, save_every=0, eval_every=0, device="cpu"
+    )
     with pytest.raises(KeyboardInterrupt):
         sft.train(sft.Config(**cfg))
     state = json.loads((tmp_path / "s" / "sft.json").read_text())["state"]
@@ -143,10 +147,21 @@ def test_sft_bad_init_is_a_clear_error(tmp_path):
 
 
 def test_bake_writes_the_whole_run_folder(tmp_path, trained_models):
-    cfg = bake.Config(init=trained_models["pretrain"], sft_steps=20, grpo_steps=12, out=str(tmp_path / "b"), device="cpu")
+    cfg = bake.Config(
+        init=trained_models["pretrain"], sft_steps=20, grpo_steps=12, out=str(tmp_path / "b"), device="cpu"
+    )
     summary = bake.bake(cfg)
     out = tmp_path / "b"
-    for name in ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json", "report.md", "loss.png", "rl.png", "accuracy.png"]:
+    for name in [
+        "config.json",
+        "metrics.jsonl",
+        "samples.jsonl",
+        "summary.json",
+        "report.md",
+        "loss.png",
+        "rl.png",
+        "accuracy.png",
+    ]:
         assert (out / name).exists(), name
     for stage in ("sft", "grpo"):
         assert (out / f"{stage}.safetensors").exists() and (out / f"{stage}.json").exists()

@@ -63,7 +63,9 @@ def bake(cfg: Config) -> dict:
     task = get_task(cfg.task)
     resolve_device(cfg.device)
     if cfg.init and cfg.init.startswith("hf:"):
-        raise ValueError("bake --init takes a TinyGPT checkpoint or run folder; for hf:PATH run the stages one by one: rlrecipes run sft --init hf:PATH, then rlrecipes run grpo")
+        raise ValueError(
+            "bake --init takes a TinyGPT checkpoint or run folder; for hf:PATH run the stages one by one: rlrecipes run sft --init hf:PATH, then rlrecipes run grpo"
+        )
     if cfg.init:
         load_checkpoint(cfg.init)  # a bad --init fails now, before the run folder is touched
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / f"bake-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -93,7 +95,13 @@ def bake(cfg: Config) -> dict:
         answers[name] = complete(model, tokenizer, shown, task.max_completion_chars + 2)
     rewards = {name: task.reward(shown, answers[name]) for name in answers}
     samples = [
-        {"prompt": p, "before_rl": answers["sft"][i], "after_rl": answers["grpo"][i], "reward_before": rewards["sft"][i], "reward_after": rewards["grpo"][i]}
+        {
+            "prompt": p,
+            "before_rl": answers["sft"][i],
+            "after_rl": answers["grpo"][i],
+            "reward_before": rewards["sft"][i],
+            "reward_after": rewards["grpo"][i],
+        }
         for i, p in enumerate(shown)
     ]
     if "pretrain" in results:
@@ -159,5 +167,7 @@ def write_report(run: Run, summary: dict) -> None:
     ]
     for s in summary["samples_before_after"]:
         mark = lambda r: "right" if r >= 1 else "wrong"  # noqa: E731
-        lines.append(f"| `{s['prompt']}` | `{s['before_rl']}` ({mark(s['reward_before'])}) | `{s['after_rl']}` ({mark(s['reward_after'])}) |")
+        lines.append(
+            f"| `{s['prompt']}` | `{s['before_rl']}` ({mark(s['reward_before'])}) | `{s['after_rl']}` ({mark(s['reward_after'])}) |"
+        )
     (run.dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -3,7 +3,9 @@
     rlrecipes bake                          the whole home recipe: pretrain -> SFT -> GRPO, with a report
     rlrecipes run RECIPE --flag value ...   one recipe; every field of its Config is a flag (see --help)
     rlrecipes list                          every recipe, one line each
+    rlrecipes compare reinforce rloo grpo ppo   the bake-off: one SFT model, one sample budget, one figure
     rlrecipes icemaze ALGORITHM ...         the RL basics on the IceMaze grid world
+    rlrecipes kl-estimators                 k1, k2, k3 against the exact KL: bias and spread
     rlrecipes export RUN --to transformers OUT    TinyGPT as a transformers GPT-2 folder (import-hf: back)
 
 typer dispatches the commands; tyro turns each recipe's Config dataclass into flags, with the comment
@@ -38,7 +40,11 @@ RECIPES = {
     "reinforce": ("rlrecipes.recipes.reinforce", "the plain policy gradient; a baseline quiets it", "Williams 1992"),
     "rloo": ("rlrecipes.recipes.rloo", "k samples per prompt, each against the others' mean", "Ahmadian et al. 2024"),
     "ppo": ("rlrecipes.recipes.ppo", "a value head, GAE, clipped losses, KL in the reward", "Ziegler et al. 2019"),
-    "dpo": ("rlrecipes.recipes.dpo", "preferences without RL: the policy is its own reward model", "Rafailov et al. 2023"),
+    "dpo": (
+        "rlrecipes.recipes.dpo",
+        "preferences without RL: the policy is its own reward model",
+        "Rafailov et al. 2023",
+    ),
     "orpo": ("rlrecipes.recipes.orpo", "SFT plus an odds-ratio push, no reference model", "Hong et al. 2024"),
     "kto": ("rlrecipes.recipes.kto", "unpaired thumbs up/down against a KL reference point", "Ethayarajh et al. 2024"),
 }

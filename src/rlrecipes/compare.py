@@ -84,7 +84,9 @@ def compare(cfg: Config) -> dict:
             "steps": configs[name].steps,
         }
     keys = ["reward", "kl", "entropy", "completions/mean_length"]
-    plot_comparison(histories, keys, "samples", run.dir / "compare.png", f"bake-off on {cfg.task}: same start, same budget")
+    plot_comparison(
+        histories, keys, "samples", run.dir / "compare.png", f"bake-off on {cfg.task}: same start, same budget"
+    )
     summary = {"task": cfg.task, "init": init, "run_dir": str(run.dir), "algorithms": results}
     run.write_json("summary.json", summary)
     return summary

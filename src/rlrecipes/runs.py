@@ -197,7 +197,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer, model: torch.nn.Module) 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict) -> None:
     for name, p in model.named_parameters():
-        state = {k.rsplit(".", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.rsplit(".", 1)[0] == f"optim.{name}"}
+        state = {
+            k.rsplit(".", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.rsplit(".", 1)[0] == f"optim.{name}"
+        }
         if state:
             optimizer.state[p] = state
 
@@ -275,7 +277,9 @@ class Run:
             generator.set_state(extra["rng.generator"])
         step = state["step"]
         kept = [r for r in self.metrics() if not (r["stage"] == self.stage and r["step"] > step)]
-        _write_atomic(self.dir / "metrics.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
+        _write_atomic(
+            self.dir / "metrics.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        )
         return step
 
     def metrics(self) -> list[dict]:

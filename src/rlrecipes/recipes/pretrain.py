@@ -82,6 +82,8 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int) ->
     """Cross-entropy of every next token: logits (B, T, V), targets (B, T) = inputs shifted by one.
     Padding after a document's EOS is not a token to predict."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad_id)  # mean over real tokens
+
+
 # --- end core ---
 
 
@@ -127,7 +129,9 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            rows = corpus[torch.randint(0, len(corpus), (cfg.batch_size,), generator=generator)].to(device)  # (B, T + 1)
+            rows = corpus[torch.randint(0, len(corpus), (cfg.batch_size,), generator=generator)].to(
+                device
+            )  # (B, T + 1)
             loss = next_token_loss(model(rows[:, :-1]), rows[:, 1:], tokenizer.pad_id)
             check_finite(loss, "pretrain", step + 1)
             optimizer.zero_grad(set_to_none=True)

@@ -63,6 +63,8 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of the demonstration's completion tokens.
     logp: (B, T) log-probs of the actual next tokens; mask: (B, T) 1 on completion tokens (EOS included)."""
     return -(logp * mask).sum() / mask.sum()  # mean over every completion token in the batch
+
+
 # --- end core ---
 
 
