@@ -47,6 +47,8 @@ RECIPES = {
     ),
     "orpo": ("rlrecipes.recipes.orpo", "SFT plus an odds-ratio push, no reference model", "Hong et al. 2024"),
     "kto": ("rlrecipes.recipes.kto", "unpaired thumbs up/down against a KL reference point", "Ethayarajh et al. 2024"),
+    "reward_model": ("rlrecipes.recipes.reward_model", "a score learned from comparisons", "Stiennon et al. 2020"),
+    "best_of_n": ("rlrecipes.recipes.best_of_n", "N samples, keep the reward model's favourite", "Gao et al. 2022"),
 }
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}

@@ -20,7 +20,7 @@ from rlrecipes.plots import plot_comparison
 from rlrecipes.runs import Run, load_checkpoint, resolve_device
 from rlrecipes.tasks import get_task
 
-NOT_RL = ("pretrain", "sft", "dpo", "orpo", "kto")  # recipes that do not sample and learn from a reward
+NOT_RL = ("pretrain", "sft", "dpo", "orpo", "kto", "reward_model", "best_of_n")  # no RL from sampled rewards
 
 
 @dataclass

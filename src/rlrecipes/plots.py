@@ -86,3 +86,58 @@ def plot_comparison(histories: dict[str, list[dict]], keys: list[str], x: str, p
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_calibration(bins: list[dict], path: str | Path, title: str = "") -> Path:
+    """A reliability diagram: predicted probability (binned) against how often it came true; the diagonal is
+    perfect calibration. `bins` are {"predicted", "observed", "count"}; a dot's size follows its count."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
+    total = max(sum(b["count"] for b in bins), 1)
+    ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], color="#5b8def", label="reward model")
+    ax.scatter(
+        [b["predicted"] for b in bins],
+        [b["observed"] for b in bins],
+        s=[20 + 400 * b["count"] / total for b in bins],
+        color="#5b8def",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted P(chosen > rejected)")
+    ax.set_ylabel("observed frequency in the labels")
+    ax.set_title(title or "calibration")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_best_of_n(
+    ns: list[int], curves: dict[str, list[float]], kl: list[float], path: str | Path, title: str = ""
+) -> Path:
+    """Best-of-N: each curve (gold reward, win rate, ...) against N, with the analytic KL bound beside it."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for name, values in curves.items():
+        axes[0].plot(ns, values, marker="o", label=name)
+    axes[0].set_xscale("log", base=2)
+    axes[0].set_xticks(ns, [str(n) for n in ns])
+    axes[0].set_xlabel("N (samples per prompt)")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].legend()
+    axes[0].grid(alpha=0.3)
+    axes[0].set_title("gold judge")
+    axes[1].plot(ns, kl, marker="o", color="#e4572e")
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_xticks(ns, [str(n) for n in ns])
+    axes[1].set_xlabel("N (samples per prompt)")
+    axes[1].set_ylabel("nats")
+    axes[1].set_title("KL(best-of-N || SFT) <= log N - (N-1)/N")
+    axes[1].grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -14,8 +14,10 @@ Every task is a small class with the same members, so a recipe never needs to kn
 """
 
 from rlrecipes.tasks.arithmetic import ArithmeticTask
+from rlrecipes.tasks.maze import MazeTask
+from rlrecipes.tasks.reviews import ReviewsTask
 
-TASKS = {"arithmetic": ArithmeticTask}
+TASKS = {"arithmetic": ArithmeticTask, "maze": MazeTask, "reviews": ReviewsTask}
 
 
 def get_task(name: str, **kwargs):
