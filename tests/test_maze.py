@@ -147,12 +147,26 @@ def test_pretrain_sft_grpo_raise_heldout_success(tmp_path):
     from rlrecipes.recipes import grpo, pretrain, sft
 
     common = dict(task="maze", seed=0, device="cpu")
-    base = pretrain.train(pretrain.Config(out=str(tmp_path / "pretrain"), steps=600, eval_every=0, save_every=0, **common))
-    tuned = sft.train(
-        sft.Config(init=str(tmp_path / "pretrain"), out=str(tmp_path / "sft"), steps=12, n_examples=300, eval_every=0, save_every=0, **common)
+    base = pretrain.train(
+        pretrain.Config(out=str(tmp_path / "pretrain"), steps=600, eval_every=0, save_every=0, **common)
     )
-    rl = grpo.train(grpo.Config(init=str(tmp_path / "sft"), out=str(tmp_path / "grpo"), steps=40, lr=1.5e-4, eval_every=0, **common))
-    print(f"held-out success: base {base['final_accuracy']:.3f}, SFT {tuned['final_accuracy']:.3f}, GRPO {rl['final_accuracy']:.3f}")
+    tuned = sft.train(
+        sft.Config(
+            init=str(tmp_path / "pretrain"),
+            out=str(tmp_path / "sft"),
+            steps=12,
+            n_examples=300,
+            eval_every=0,
+            save_every=0,
+            **common,
+        )
+    )
+    rl = grpo.train(
+        grpo.Config(init=str(tmp_path / "sft"), out=str(tmp_path / "grpo"), steps=40, lr=1.5e-4, eval_every=0, **common)
+    )
+    print(
+        f"held-out success: base {base['final_accuracy']:.3f}, SFT {tuned['final_accuracy']:.3f}, GRPO {rl['final_accuracy']:.3f}"
+    )
     assert 0.0 < base["final_accuracy"] < 0.3  # the habit: right on the lakes where it happens to be safe
     assert 0.5 < tuned["final_accuracy"] < 0.9  # SFT taught it to look, and left work for RL
     assert rl["final_accuracy"] >= tuned["final_accuracy"] + MARGIN

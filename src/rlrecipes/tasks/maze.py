@@ -10,7 +10,7 @@ exactly a walk ending on G, else 0.0. Bumping into the edge keeps you in place, 
 episode ends in G or in a hole, and the answer must end with it: any character after that (or one that is
 not a move) makes the answer malformed, like "85" followed by more digits in arithmetic. Why so strict:
 if moves after G were ignored, nothing would teach the model to stop, and GRPO's per-sequence mean lets
-failed answers grow long (measured: length and KL drift up within 30 steps).
+failed answers grow long (measured: length and KL drift up within 40 steps).
 
 Why RL has something to do here: the pretraining corpus is "web text" written by careless walkers. Each
 overlooks every hole with probability `sloppy`, plans a shortest route on the lake they think they see
@@ -141,15 +141,17 @@ class MazeTask:
             raise ValueError(f"sloppy={sloppy} must be a probability in [0, 1]")
         for name, value in [("hole_penalty", hole_penalty), ("invalid_penalty", invalid_penalty)]:
             if not -1.0 <= value <= 0.0:
-                raise ValueError(f"{name}={value} is the reward of a failure, so a cost is negative: use a value in [-1, 0]")
+                raise ValueError(
+                    f"{name}={value} is the reward of a failure, so a cost is negative: use a value in [-1, 0]"
+                )
         self.size, self.p_frozen, self.sloppy = size, p_frozen, sloppy
         self.hole_penalty, self.invalid_penalty = hole_penalty, invalid_penalty
         self.max_prompt_chars = size * size + size  # size rows, size - 1 separators, ":"
-        self.max_completion_chars = 2 * (size - 1)  # on 4x4, every solvable lake has a route this long
-        self.train_maps, self.heldout_maps = _pool(size, p_frozen)
-        if size > 4:  # bigger lakes can need detours: keep the ones whose shortest route fits the limit
-            self.train_maps = [m for m in self.train_maps if len(shortest_path(m)) <= self.max_completion_chars]
-            self.heldout_maps = [m for m in self.heldout_maps if len(shortest_path(m)) <= self.max_completion_chars]
+        self.max_completion_chars = 2 * (size - 1)  # right and down only; on 4x4 every solvable lake has one
+        # Lakes of 5x5 and up can need a detour (left or up): keep the ones whose shortest route fits the limit.
+        fits = lambda rows: len(shortest_path(rows)) <= self.max_completion_chars  # noqa: E731
+        train, heldout = _pool(size, p_frozen)
+        self.train_maps, self.heldout_maps = [m for m in train if fits(m)], [m for m in heldout if fits(m)]
 
     def pretrain_documents(self, n: int, rng: random.Random) -> list[str]:
         return [render(rows) + careless_walk(rows, self.sloppy, rng) for rows in rng.choices(self.train_maps, k=n)]
@@ -177,7 +179,7 @@ class MazeTask:
             fell = terminated and not env.goal[s]
         if env.goal[s] and not malformed:  # on G, and nothing after it
             return 1.0, True
-        return self.hole_penalty * fell + self.invalid_penalty * malformed, False
+        return (self.hole_penalty if fell else 0.0) + (self.invalid_penalty if malformed else 0.0), False
 
     def reward(self, prompts: list[str], completions: list[str]) -> list[float]:
         return [self.play(p, c)[0] for p, c in zip(prompts, completions)]
