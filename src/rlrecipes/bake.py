@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rlrecipes.plots import plot_accuracy, plot_curves
 from rlrecipes.recipes import grpo, pretrain, sft
-from rlrecipes.runs import Run, load_checkpoint, resolve_device
+from rlrecipes.runs import Run, load_checkpoint, resolve_device, run_dir_for
 from rlrecipes.tasks import complete, evaluate, get_task
 
 RECIPES = {"pretrain": pretrain, "sft": sft, "grpo": grpo}  # the stages, in order
@@ -68,7 +68,7 @@ def bake(cfg: Config) -> dict:
         )
     if cfg.init:
         load_checkpoint(cfg.init)  # a bad --init fails now, before the run folder is touched
-    run_dir = Path(cfg.out) if cfg.out else Path("runs") / f"bake-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir_for(cfg.out, "bake")
     configs = stage_configs(cfg, run_dir)
     for name, recipe in RECIPES.items():  # every stage's settings are checked before any work starts
         recipe.validate(configs[name])

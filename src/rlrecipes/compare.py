@@ -17,7 +17,7 @@ from pathlib import Path
 import tyro
 
 from rlrecipes.plots import plot_comparison
-from rlrecipes.runs import Run, load_checkpoint, resolve_device
+from rlrecipes.runs import Run, load_checkpoint, resolve_device, run_dir_for
 from rlrecipes.tasks import get_task
 
 NOT_RL = ("pretrain", "sft", "dpo", "orpo", "kto", "reward_model", "best_of_n")  # no RL from sampled rewards
@@ -58,7 +58,7 @@ def compare(cfg: Config) -> dict:
     modules = {name: recipe_module(name) for name in dict.fromkeys(cfg.recipes)}
     if cfg.init:
         load_checkpoint(cfg.init)  # a bad checkpoint fails now, before any work
-    run_dir = Path(cfg.out) if cfg.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir_for(cfg.out, "compare")
     init = cfg.init or str(run_dir / "base" / "sft.safetensors")
     common = {"task": cfg.task, "seed": cfg.seed, "device": cfg.device}
     configs = {}

@@ -204,6 +204,12 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module, 
             optimizer.state[p] = state
 
 
+def run_dir_for(out: str | Path | None, name: str) -> Path:
+    """`out` if given, else runs/<name>-<timestamp>: known before the folder is made, so settings that name
+    files inside it can be checked first."""
+    return Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 @dataclass
 class Run:
     """A run folder with its open logs. Create it with `Run.create`; recipes log through it."""
@@ -214,7 +220,7 @@ class Run:
 
     @classmethod
     def create(cls, out: str | None, name: str, resume: bool = False, overwrite: bool = False) -> "Run":
-        run_dir = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = run_dir_for(out, name)
         if resume and overwrite:
             raise RunFolderError("--resume and --overwrite contradict each other; pick one")
         has_run = run_dir.exists() and any(run_dir.iterdir())
