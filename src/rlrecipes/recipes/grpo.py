@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate, sequence_logprobs
 from rlrecipes.lm.kl import kl_k3
+from rlrecipes.rewards import check_reward_spec, get_reward
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -38,7 +39,8 @@ LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 @dataclass
 class Config:
     init: str | None = None  # the SFT checkpoint or run folder to start from (required)
-    task: str = "arithmetic"  # which task's prompts and reward
+    task: str = "arithmetic"  # which task's prompts (and reward, unless --reward names another)
+    reward: str = "task"  # task | reward-model:RUN_DIR (RLHF: optimise a learned reward model; see rewards.py)
     steps: int = 60  # RL steps, each one batch of fresh samples
     batch_size: int = 32  # prompts per step
     group_size: int = 8  # completions sampled per prompt (G); at least 2 to have a baseline
@@ -65,6 +67,7 @@ class Config:
 
 def validate(cfg: Config):
     task = get_task(cfg.task)
+    check_reward_spec(cfg.reward)
     if not cfg.init:
         raise ValueError("grpo needs --init: an SFT (or pretrained) checkpoint or run folder")
     for name in ("steps", "batch_size", "updates_per_batch"):
@@ -130,6 +133,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor and a metric
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "grpo", overwrite=cfg.overwrite)
@@ -163,7 +167,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             model.train()
             completions = [tokenizer.decode(c) for c in samples.completion_ids]
             # 2. Score, and turn scores into advantages within each group.
-            rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B * G,)
+            rewards = torch.tensor(reward_fn(prompts, completions), device=device)  # (B * G,)
             adv = group_advantages(rewards, cfg.group_size, cfg.scale_rewards)
             group_std = rewards.view(-1, cfg.group_size).std(1)  # (B,)
             lengths = samples.completion_lengths.float()

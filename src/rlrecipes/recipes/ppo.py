@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate
 from rlrecipes.lm.kl import kl_k1
+from rlrecipes.rewards import check_reward_spec, get_reward
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -43,7 +44,8 @@ from rlrecipes.tasks import evaluate, get_task
 @dataclass
 class Config:
     init: str | None = None  # the SFT checkpoint or run folder to start from (required)
-    task: str = "arithmetic"  # which task's prompts and reward
+    task: str = "arithmetic"  # which task's prompts (and reward, unless --reward names another)
+    reward: str = "task"  # task | reward-model:RUN_DIR (RLHF: optimise a learned reward model; see rewards.py)
     steps: int = 60  # RL steps, each one batch of fresh samples
     batch_size: int = 64  # prompts per step, one completion each
     lr: float = 1e-4  # AdamW learning rate, for the policy and the value head alike
@@ -70,6 +72,7 @@ class Config:
 
 def validate(cfg: Config):
     task = get_task(cfg.task)
+    check_reward_spec(cfg.reward)
     if not cfg.init:
         raise ValueError("ppo needs --init: an SFT (or pretrained) checkpoint or run folder")
     for name in ("steps", "batch_size", "ppo_epochs", "num_minibatches", "kl_horizon"):
@@ -168,6 +171,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "ppo", overwrite=cfg.overwrite)
@@ -204,7 +208,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         ids, attn = samples.input_ids, samples.attention_mask
         mask = samples.completion_mask[:, 1:].float()  # (B, T-1)
         # 2. Score. The rollout policy's log-probs and values are frozen for the whole update ("old").
-        scores = torch.tensor(task.reward(prompts, completions), device=device)  # (B,)
+        scores = torch.tensor(reward_fn(prompts, completions), device=device)  # (B,)
         if step == 0:  # V starts at the first batch's mean score: the same as centring the reward under the
             nn.init.constant_(value_head.bias, scores.mean().item())  # starting policy (Ziegler et al.) and V at 0
         with torch.no_grad():

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate, sequence_logprobs
 from rlrecipes.lm.kl import kl_k1, kl_k3
+from rlrecipes.rewards import check_reward_spec, get_reward
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -41,7 +42,8 @@ BASELINES = ("moving_average", "none")
 @dataclass
 class Config:
     init: str | None = None  # the SFT checkpoint or run folder to start from (required)
-    task: str = "arithmetic"  # which task's prompts and reward
+    task: str = "arithmetic"  # which task's prompts (and reward, unless --reward names another)
+    reward: str = "task"  # task | reward-model:RUN_DIR (RLHF: optimise a learned reward model; see rewards.py)
     steps: int = 60  # RL steps, each one batch of fresh samples
     batch_size: int = 128  # prompts per step, one completion each
     lr: float = 1e-4  # AdamW learning rate
@@ -59,6 +61,7 @@ class Config:
 
 def validate(cfg: Config):
     task = get_task(cfg.task)
+    check_reward_spec(cfg.reward)
     if not cfg.init:
         raise ValueError("reinforce needs --init: an SFT (or pretrained) checkpoint or run folder")
     for name in ("steps", "batch_size"):
@@ -106,6 +109,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: only to measure the drift (kl)
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "reinforce", overwrite=cfg.overwrite)
@@ -140,7 +144,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             model.train()
             completions = [tokenizer.decode(c) for c in samples.completion_ids]
             # 2. Score.
-            rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B,)
+            rewards = torch.tensor(reward_fn(prompts, completions), device=device)  # (B,)
             mask = samples.completion_mask[:, 1:].float()  # (B, T-1)
             with torch.no_grad():
                 ref_logp = sequence_logprobs(reference, samples)

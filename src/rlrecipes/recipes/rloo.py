@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate, sequence_logprobs
 from rlrecipes.lm.kl import kl_k1, kl_k3
+from rlrecipes.rewards import check_reward_spec, get_reward
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -35,7 +36,8 @@ from rlrecipes.tasks import evaluate, get_task
 @dataclass
 class Config:
     init: str | None = None  # the SFT checkpoint or run folder to start from (required)
-    task: str = "arithmetic"  # which task's prompts and reward
+    task: str = "arithmetic"  # which task's prompts (and reward, unless --reward names another)
+    reward: str = "task"  # task | reward-model:RUN_DIR (RLHF: optimise a learned reward model; see rewards.py)
     steps: int = 60  # RL steps, each one batch of fresh samples
     batch_size: int = 64  # prompts per step (x group_size completions: 256 by default, as in grpo)
     group_size: int = 4  # completions sampled per prompt (k); at least 2 to leave one out
@@ -53,6 +55,7 @@ class Config:
 
 def validate(cfg: Config):
     task = get_task(cfg.task)
+    check_reward_spec(cfg.reward)
     if not cfg.init:
         raise ValueError("rloo needs --init: an SFT (or pretrained) checkpoint or run folder")
     for name in ("steps", "batch_size"):
@@ -101,6 +104,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor and a metric
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "rloo", overwrite=cfg.overwrite)
@@ -134,7 +138,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             model.train()
             completions = [tokenizer.decode(c) for c in samples.completion_ids]
             # 2. Score.
-            rewards = torch.tensor(task.reward(prompts, completions), device=device)  # (B * k,)
+            rewards = torch.tensor(reward_fn(prompts, completions), device=device)  # (B * k,)
             mask = samples.completion_mask[:, 1:].float()  # (B * k, T-1)
             with torch.no_grad():
                 ref_logp = sequence_logprobs(reference, samples)
