@@ -90,6 +90,26 @@ def gold_win_rate(
     return wins / len(prompts)
 
 
+def policy_gold_win_rate(policy, reference, tokenizer, task, repeats: int = 8, seed: int = 0) -> float:
+    """The headline number of every policy trained on this task: how often the gold judge prefers the policy's
+    review to the reference (SFT) model's. Each model samples one review (temperature 1, as deployed) of each
+    held-out prompt, `repeats` times over, from its own seeded generator; ties count 0.5."""
+    import torch
+
+    from rlrecipes.tasks import complete
+
+    prompts = task.heldout_prompts() * repeats
+    width = task.max_completion_chars + 2
+    mine, theirs = [], []
+    for model, out in ((policy, mine), (reference, theirs)):
+        was_training = model.training
+        model.eval()
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        out += complete(model, tokenizer, prompts, width, greedy=False, generator=generator)
+        model.train(was_training)
+    return gold_win_rate(mine, theirs, prompts)
+
+
 def write_review(dish: str, rng: random.Random, web: bool) -> str:
     """One review. Web text (pretraining) is sloppier than the contractors' demonstrations (SFT)."""
     p_warm, p_cold, p_dish, p_other, p_repeat = (0.35, 0.4, 0.35, 0.2, 0.3) if web else (0.5, 0.3, 0.55, 0.1, 0.15)
