@@ -1,17 +1,14 @@
 """Reward model and best-of-N: the cores by hand, Bradley-Terry labelling, bad values, smoke runs, and a
 learning test on the reviews task (pretrain -> SFT -> pairs -> reward model -> best-of-N)."""
 
-import hashlib
 import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-import rlrecipes
 from rlrecipes.cli import main
 from rlrecipes.lm.model import GPTConfig, TinyGPT
 from rlrecipes.lm.tokenizer import CharTokenizer
@@ -226,56 +223,14 @@ def test_smoke_reward_model_then_best_of_n_through_the_cli(tmp_path, capsys):
 
 # --- learning: the reviews pipeline ---
 
-# Small but real (seconds of CPU time, single thread, measured on this project's machine): pretraining
-# about 45 s, SFT 4 s, the reward model 30 s (pair sampling included), best-of-N 5 s.
-PRETRAIN = dict(task="reviews", steps=1500, batch_size=32, context_len=64, n_layer=2, n_head=4, n_embd=64,
-                n_documents=20000, warmup_steps=20, eval_every=0, save_every=0, seed=0, device="cpu")  # fmt: skip
-SFT = dict(task="reviews", steps=60, lr=1e-3, eval_every=0, save_every=0, seed=0, device="cpu")
-SOURCES = [
-    "lm/model.py",
-    "lm/tokenizer.py",
-    "lm/generate.py",
-    "tasks/reviews.py",
-    "recipes/pretrain.py",
-    "recipes/sft.py",
-    "runs.py",
-]
-
-
-def _code_hash() -> str:
-    root = Path(rlrecipes.__file__).parent
-    h = hashlib.sha256(repr((PRETRAIN, SFT)).encode())
-    for rel in SOURCES:
-        h.update((root / rel).read_bytes())
-    return h.hexdigest()[:16]
-
 
 @pytest.fixture(scope="session")
-def reviews_sft(request, tmp_path_factory) -> str:
-    """A small pretrained + SFT reviews model, cached in pytest's cache under a hash of the code that makes it."""
-    from rlrecipes.recipes import pretrain, sft
-
-    name = f"rlrecipes-reviews-{_code_hash()}"
-    cache = getattr(request.config, "cache", None)
-    folder = Path(cache.mkdir(name) if cache else tmp_path_factory.mktemp(name))
-    if not (folder / "sft.json").exists():
-        pretrain.train(pretrain.Config(out=str(folder / "pretrain"), overwrite=True, **PRETRAIN))
-        sft.train(sft.Config(init=str(folder / "pretrain"), out=str(folder / "sft"), overwrite=True, **SFT))
-        for ext in ("safetensors", "json"):  # a flat copy last, so a half-trained cache never looks complete
-            (folder / f"sft.{ext}").write_bytes((folder / "sft" / f"sft.{ext}").read_bytes())
-    return str(folder / "sft.safetensors")
-
-
-@pytest.fixture(scope="session")
-def reviews_pipeline(reviews_sft, tmp_path_factory) -> dict:
-    """The reward model and best-of-N runs on top of the SFT model, once per session."""
+def reviews_pipeline(reviews_sft, reviews_rm, tmp_path_factory) -> dict:
+    """The reward model (shared, from conftest) and a best-of-N run on top of the SFT model, once per session."""
     out = tmp_path_factory.mktemp("reviews")
-    rm = reward_model.train(
-        reward_model.Config(init=reviews_sft, eval_every=0, seed=0, device="cpu", out=str(out / "rm"))
-    )
-    bon = best_of_n.train(best_of_n.Config(init=reviews_sft, reward_model=str(out / "rm"), ns=(1, 4, 16), repeats=4,
-                                           seed=0, device="cpu", out=str(out / "bon")))  # fmt: skip
-    return {"rm": rm, "bon": bon, "rm_dir": out / "rm"}
+    bon = best_of_n.train(best_of_n.Config(init=reviews_sft, reward_model=str(reviews_rm["dir"]), ns=(1, 4, 16),
+                                           repeats=4, seed=0, device="cpu", out=str(out / "bon")))  # fmt: skip
+    return {"rm": {**reviews_rm["summary"], "history": reviews_rm["history"]}, "bon": bon, "rm_dir": reviews_rm["dir"]}
 
 
 @pytest.mark.slow
