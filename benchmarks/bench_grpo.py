@@ -6,10 +6,13 @@ below). Three sides, each a short training run from those same weights:
 
     ours (hf:GPT-2)  recipes/grpo.py with --init hf:FOLDER: the same GPT2LMHeadModel TRL trains
     trl  (GPT-2)     trl.GRPOTrainer on that GPT2LMHeadModel, with the exported character tokenizer
-    ours (TinyGPT)   recipes/grpo.py on the TinyGPT itself (KV-cached sampling): what `rlrecipes bake` runs
+    ours (TinyGPT)   recipes/grpo.py on the TinyGPT itself (our model code): what `rlrecipes bake` runs
+
+Both of ours sample with a KV cache (TinyGPT's own; transformers' DynamicCache for hf:), as TRL's generate does.
 
 Matched settings: prompts per step, group size G, at most 5 completion tokens (3 answer digits + 2),
-one optimisation pass per batch (num_iterations=1), beta=0 (no KL term), the 'grpo' loss, advantages
+one optimisation pass per batch (num_iterations=1), beta=0 (no KL term: TRL then never runs the reference
+model; ours runs it for the kl metric on step 1, the last and every kl_every = 10), the 'grpo' loss, advantages
 scaled by the group's std, AdamW(lr 3e-4, betas 0.9/0.99, no decay), clip-grad 1.0, temperature 1.
 Reward: 1 for the exact sum (rlrecipes.tasks.arithmetic). TRL counts its batch in completions, so its
 per_device_train_batch_size = prompts x G.
@@ -79,7 +82,7 @@ def sft_model(out: Path, quick: bool) -> str:
 
 
 # --- one run of each side: returns (rewards per step, wall clock at the end of each step) ---
-def run_ours(init: str, steps: int, out: Path, seed: int, prompts: int = PROMPTS):
+def run_ours(init: str, steps: int, out: Path, seed: int, prompts: int = PROMPTS, device: str = "cpu"):
     cfg = grpo.Config(
         init=init,
         steps=steps,
@@ -88,7 +91,7 @@ def run_ours(init: str, steps: int, out: Path, seed: int, prompts: int = PROMPTS
         eval_every=0,
         sample_every=0,
         seed=seed,
-        device="cpu",
+        device=device,
         out=str(out),
         overwrite=True,
     )
@@ -258,7 +261,7 @@ def main():
     init = extra.parse_known_args()[0].init
     # The first repeat is long enough for a reward curve (the bake's reward rises ~0.08 in its first ~8000
     # samples); the others are short, for the spread of the speed ratio. Within a repeat all sides run alike.
-    long_steps, steps, repeats = (6, 6, 1) if args.quick else (60, 16, 3)
+    long_steps, steps, repeats = (6, 6, 1) if args.quick else (60, 16, 5)
     rows, raw = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -296,7 +299,7 @@ def main():
         }
         plot(curves, HERE / "grpo_vs_trl.png")
     note = f"{PROMPTS} prompts x G={GROUP}; runs of {long_steps}" + (
-        f", {steps}, {steps} steps" if repeats > 1 else " steps"
+        f" then {repeats - 1} x {steps} steps" if repeats > 1 else " steps"
     )
     rows += [
         row("grpo", "recipes/grpo.py on hf:GPT-2, samples/s", stats(rates["ours (hf:GPT-2)"]), note=note, fmt="{:.0f}"),

@@ -1,6 +1,6 @@
 """Run every benchmark, each in its own process, and write benchmarks/results.md and results.json.
 
-    python benchmarks/run_all.py            # the full set, about 8 minutes on a 2-core laptop
+    python benchmarks/run_all.py            # the full set: 3 minutes on a quiet 2-core machine, 13 on a busy one
     python benchmarks/run_all.py --quick    # fewer repeats, shorter runs, a shortened bake: about 2 minutes
 
 Order matters once: the bake runs before the GRPO benchmark, which starts from the bake's SFT model.

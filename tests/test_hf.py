@@ -82,6 +82,38 @@ def test_hf_policy_logprobs_match_a_plain_forward(llama_folder):
         assert torch.allclose(got, expected, atol=1e-5), (got, expected)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_hf_cached_generation_gives_the_uncached_tokens(arch, llama_folder, monkeypatch):
+    """With transformers' KV cache, greedy and seeded sampling give the same tokens as recomputing the prefix,
+    on left-padded prompts of different lengths; after the prompt, the model sees one new token per step."""
+    if arch == "llama":
+        policy, tok, _, _ = load_checkpoint(f"hf:{llama_folder}")
+    else:  # GPT-2 (learned positions), as `rlrecipes export` writes it: what benchmarks/bench_grpo.py trains
+        from rlrecipes.lm.hf import to_transformers
+
+        torch.manual_seed(0)
+        tiny = TinyGPT(GPTConfig(vocab_size=CharTokenizer(CHARS).vocab_size, context_len=32, n_layer=2, n_embd=32))
+        with torch.no_grad():  # weights far from their init: peaked, varied next-token distributions
+            for p in tiny.parameters():
+                p.normal_(0.0, 0.3)
+        tok = CharTokenizer(CHARS)
+        policy = HFPolicy(to_transformers(tiny, tok)[0])
+    prompts = [tok.encode(p, bos=True) for p in ("1+2=", "47+38=", "9+10=", "123+456=")]
+    widths = []
+    forward = policy.model.forward
+    monkeypatch.setattr(policy.model, "forward", lambda **kw: widths.append(kw["input_ids"].shape[1]) or forward(**kw))
+    args = (prompts, 8, tok.eos_id, tok.pad_id)
+    for kw in (dict(greedy=True), dict(temperature=1.3)):
+        a = generate(policy, *args, use_cache=True, generator=torch.Generator().manual_seed(3), **kw)
+        cached_widths, widths[:] = list(widths), []
+        b = generate(policy, *args, use_cache=False, generator=torch.Generator().manual_seed(3), **kw)
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.completion_mask, b.completion_mask)
+        assert a.completion_lengths.sum() > len(prompts)  # more than one token each: decoding steps were compared
+        assert cached_widths[0] == a.prompt_len and set(cached_widths[1:]) == {1}  # prefill once, then one token
+        assert widths == list(range(a.prompt_len, a.prompt_len + len(widths)))  # uncached: the whole prefix
+        widths.clear()
+
+
 def test_sft_then_grpo_train_an_hf_policy(llama_folder, tmp_path, monkeypatch):
     held_out = ArithmeticTask.heldout_prompts
     monkeypatch.setattr(ArithmeticTask, "heldout_prompts", lambda self: held_out(self)[:32])  # a smoke test

@@ -7,15 +7,15 @@ Layout of a batch of samples (the same in every recipe):
     completion_mask   0     0     0   0 0 0 0 0 0  1 1   1     0       1 on the tokens the policy chose (EOS included)
 
 Left padding puts every prompt's last token in the same column, so one forward pass per step
-serves the whole batch. The policy is any callable `policy(input_ids, attention_mask) -> logits`.
+serves the whole batch. The policy is any callable `policy(input_ids, attention_mask) -> logits`; one
+with a `new_cache(batch_size, max_len)` method (TinyGPT, lm/hf.py's HFPolicy) is sampled with a KV cache:
+`policy(new_tokens, attention_mask, cache=cache)`, O(T) work per token instead of O(T^2).
 """
 
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from rlrecipes.lm.model import KVCache, TinyGPT
 
 
 @dataclass
@@ -39,13 +39,10 @@ class Samples:
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p) :] = 1
-    return ids.to(device), mask.to(device)
+    width = max(len(p) for p in prompts)  # padded as Python lists, then one tensor: not one small copy per row
+    ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
+    return ids, mask
 
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device="cpu") -> Samples:
@@ -53,12 +50,10 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int, de
     ids, mask = left_pad(prompts, pad_id, device)
     B, P = ids.shape
     width = max(len(c) for c in completions)
-    comp = torch.full((B, width), pad_id, dtype=torch.long)
-    comp_mask = torch.zeros((B, width), dtype=torch.long)
-    for i, c in enumerate(completions):
-        comp[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-        comp_mask[i, : len(c)] = 1
-    comp, comp_mask = comp.to(device), comp_mask.to(device)
+    comp = torch.tensor([list(c) + [pad_id] * (width - len(c)) for c in completions], dtype=torch.long, device=device)
+    comp_mask = torch.tensor(
+        [[1] * len(c) + [0] * (width - len(c)) for c in completions], dtype=torch.long, device=device
+    )
     completion_mask = torch.cat([torch.zeros_like(mask), comp_mask], 1)
     return Samples(torch.cat([ids, comp], 1), torch.cat([mask, comp_mask], 1), completion_mask, prompt_len=P)
 
@@ -92,9 +87,12 @@ def generate(
 ) -> Samples:
     """Sample up to `max_new_tokens` tokens after each prompt; a row stops at its first EOS."""
     device = next(policy.parameters()).device
+    if generator is not None and generator.device != device:  # seed_everything's CPU generator, a GPU policy:
+        seed = int(torch.randint(2**62, (1,), generator=generator))  # draw from it a seed for one on the GPU
+        generator = torch.Generator(device).manual_seed(seed)
     ids, mask = left_pad(prompts, pad_id, device)
     B, P = ids.shape
-    cache = KVCache(policy.cfg, B, P + max_new_tokens, device) if use_cache and isinstance(policy, TinyGPT) else None
+    cache = policy.new_cache(B, P + max_new_tokens) if use_cache and hasattr(policy, "new_cache") else None
     done = torch.zeros(B, dtype=torch.bool, device=device)
     completion = torch.zeros_like(ids)
     step_input = ids

@@ -6,9 +6,9 @@ Two directions, both with local folders only (nothing is ever downloaded):
    look like TinyGPT and CharTokenizer to the recipes. `HFPolicy` is the callable
    `policy(input_ids, attention_mask) -> logits (B, T, V)`; `HFTokenizer` has `encode(text, bos=, eos=)`,
    `decode(ids)` and `pad_id`, `bos_id`, `eos_id`, `vocab_size`. What is simplified:
-   - sampling is uncached: `generate()` keeps its KV cache for TinyGPT only, and recomputes the whole
-     prefix each step for an HF policy. Quadratic in length, but one code path, and our completions are
-     a few tokens. For long completions on a real model, move to TRL (docs/trl.md).
+   - sampling keeps a KV cache (transformers' own `DynamicCache`, through `new_cache`, as TinyGPT's
+     `KVCache`), but `generate()` is still our plain loop: no beam search, no speculative decoding, no
+     paged attention. For long completions on a real model, move to TRL and vLLM (docs/trl.md).
    - dropout stays off (the inner model is kept in eval mode), as TinyGPT's default and TRL's
      `disable_dropout`: RL wants the log-probs of the sampler and the learner to be the same numbers.
    - weights are trained in float32, whatever dtype the folder holds.
@@ -25,6 +25,7 @@ Two directions, both with local folders only (nothing is ever downloaded):
 transformers is an optional extra (`pip install -e '.[hf]'`), imported only here and only when used.
 """
 
+import inspect
 import json
 import os
 import shutil
@@ -69,26 +70,35 @@ class HFPolicy(nn.Module):
         c = model.config
         # Most configs name their context max_position_embeddings (GPT-2 maps n_positions to it); none: no limit
         self.cfg = PolicyInfo(c.vocab_size, getattr(c, "max_position_embeddings", None) or 2**31 - 1, c.hidden_size)
+        # transformers 5 renamed the forward's `past_key_values` to `cache`; older versions know only the old name
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.model.eval()  # dropout off whatever the recipe asks: gradients flow the same in eval mode
         return self
 
-    def forward(self, input_ids, attention_mask=None, return_hidden: bool = False):
-        """Logits (B, T, V), and with `return_hidden` the final hidden states (B, T, C), as TinyGPT."""
-        T = input_ids.shape[1]
+    def new_cache(self, batch_size: int, max_len: int):
+        """An empty KV cache for `generate` (transformers' DynamicCache grows as it goes: the sizes are unused)."""
+        return require_transformers().DynamicCache()
+
+    def forward(self, input_ids, attention_mask=None, cache=None, return_hidden: bool = False):
+        """Logits (B, T, V), and with `return_hidden` the final hidden states (B, T, C), as TinyGPT. With a cache
+        (from `new_cache`), `input_ids` are the new tokens only and `attention_mask` covers every token so far."""
+        past = cache.get_seq_length() if cache is not None else 0
+        T = past + input_ids.shape[1]
         if T > self.cfg.context_len:
             raise ValueError(f"sequence of {T} tokens is longer than context_len={self.cfg.context_len}")
         position_ids = None
         if attention_mask is not None:  # left padding: positions count real tokens only, as in TinyGPT
-            position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+            position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)[:, past:]  # (B, T - past)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            use_cache=False,
+            use_cache=cache is not None,
             output_hidden_states=return_hidden,
+            **{self.cache_arg: cache},  # filled in place with this call's keys and values
         )
         # hidden_states[-1] is the last layer's output after the final norm, as TinyGPT's `hidden`
         return (out.logits, out.hidden_states[-1]) if return_hidden else out.logits

@@ -147,5 +147,9 @@ class TinyGPT(nn.Module):
         real = attention_mask.bool()[:, None, :] | (k_idx == q_idx)  # (B, T, S)
         return (causal & real)[:, None]  # (B, 1, T, S)
 
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty KV cache for `generate`: every policy that has this method is sampled with a cache."""
+        return KVCache(self.cfg, batch_size, max_len, self.tok_emb.weight.device, self.tok_emb.weight.dtype)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
