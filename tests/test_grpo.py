@@ -110,6 +110,8 @@ def test_kl_estimators():
         ("lr", 0.0, "lr=0.0 must be greater than 0"),
         ("clip_eps", 1.5, r"clip_eps=1.5 must be in \(0, 1\)"),
         ("beta", -0.1, "beta=-0.1 must be 0"),
+        ("kl_every", -1, "kl_every=-1 must be 0"),
+        ("save_every", -1, "save_every=-1 must be 0"),
         ("task", "poetry", "unknown task 'poetry'"),
         ("loss_type", "bnpo", "loss_type='bnpo' is not one of grpo, dapo, dr_grpo"),
         ("importance_sampling_level", "word", "importance_sampling_level='word' must be 'token' or 'sequence'"),
@@ -162,6 +164,21 @@ def test_every_variant_runs_and_learns_something(sft_checkpoint, tmp_path, varia
         assert any(r["clip_ratio"] >= 0 for r in steps)
 
 
+def test_beta_zero_runs_the_reference_only_on_the_steps_that_log_kl(sft_checkpoint, tmp_path, monkeypatch):
+    """With beta = 0 the reference forward only feeds the kl metric (TRL skips it): it runs on step 1, every
+    kl_every steps and the last; kl is logged on exactly those steps, never as a stand-in 0."""
+    grad_modes = []  # one entry per sequence_logprobs call: False = reference (no grad), True = policy
+    real = grpo.sequence_logprobs
+    monkeypatch.setattr(
+        grpo, "sequence_logprobs", lambda *a, **k: grad_modes.append(torch.is_grad_enabled()) or real(*a, **k)
+    )
+    history = _short(sft_checkpoint, tmp_path / "r", steps=5, kl_every=2)["history"]
+    steps = [r for r in history if r["step"] > 0]
+    assert [r["step"] for r in steps if "kl" in r] == [1, 2, 4, 5]
+    assert grad_modes.count(False) == 4 and grad_modes.count(True) == 5
+    assert all(r["kl"] > 0 for r in steps if r["step"] > 1 and "kl" in r)  # the policy has moved from its start
+
+
 def test_every_parameter_moves(sft_checkpoint, tmp_path):
     from rlrecipes.runs import load_checkpoint
 
@@ -170,6 +187,22 @@ def test_every_parameter_moves(sft_checkpoint, tmp_path):
     after, _, _, _ = load_checkpoint(result["checkpoint"])
     unchanged = [n for (n, p), q in zip(before.named_parameters(), after.parameters()) if torch.equal(p, q)]
     assert unchanged == [], unchanged
+
+
+def test_save_every_keeps_a_loadable_checkpoint_at_each_multiple(sft_checkpoint, tmp_path):
+    from rlrecipes.runs import load_checkpoint, resolve_checkpoint
+
+    result = _short(sft_checkpoint, tmp_path / "r", lr=1e-3, save_every=2)
+    kept = sorted(p.name for p in (tmp_path / "r").glob("grpo-step-*.safetensors"))
+    assert kept == ["grpo-step-0002.safetensors", "grpo-step-0004.safetensors"]
+    (mid, _, mid_state, _), (last, _, last_state, _) = (load_checkpoint(tmp_path / "r" / name) for name in kept)
+    final, _, _, _ = load_checkpoint(result["checkpoint"])
+    start, _, _, _ = load_checkpoint(sft_checkpoint)
+    assert (mid_state["step"], last_state["step"]) == (2, 4)
+    assert all(torch.equal(p, q) for p, q in zip(last.parameters(), final.parameters()))  # step 4 is the end
+    assert not torch.equal(mid.tok_emb.weight, final.tok_emb.weight)  # a snapshot on the way, not a copy of it
+    assert not torch.equal(mid.tok_emb.weight, start.tok_emb.weight)
+    assert resolve_checkpoint(tmp_path / "r") == tmp_path / "r" / "grpo.safetensors"  # --init DIR: the final one
 
 
 @pytest.mark.slow

@@ -7,14 +7,13 @@ and report.md show what each stage changed. Each stage is the ordinary recipe (r
 with the settings below, so everything here can also be done one stage at a time with `rlrecipes run`.
 """
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlrecipes.plots import plot_accuracy, plot_curves
 from rlrecipes.recipes import grpo, pretrain, sft
-from rlrecipes.runs import Run, load_checkpoint, resolve_device, run_dir_for
+from rlrecipes.runs import Run, checkpoint_complete, checkpoint_meta, load_checkpoint, resolve_device, run_dir_for
 from rlrecipes.tasks import complete, evaluate, get_task
 
 RECIPES = {"pretrain": pretrain, "sft": sft, "grpo": grpo}  # the stages, in order
@@ -54,11 +53,6 @@ def stage_configs(cfg: Config, run_dir: Path) -> dict:
     }
 
 
-def _stage_done(run: Run, stage: str) -> bool:
-    meta = run.dir / f"{stage}.json"
-    return meta.exists() and json.loads(meta.read_text()).get("state", {}).get("complete", False)
-
-
 def bake(cfg: Config) -> dict:
     task = get_task(cfg.task)
     resolve_device(cfg.device)
@@ -80,7 +74,7 @@ def bake(cfg: Config) -> dict:
     for name, recipe in RECIPES.items():
         if name == "pretrain" and cfg.init:
             continue
-        if cfg.resume and _stage_done(run, name):
+        if cfg.resume and checkpoint_complete(checkpoint_meta(run.dir / f"{name}.json")):
             model, tokenizer, _, _ = load_checkpoint(run.dir / f"{name}.safetensors")
             results[name] = {"final_accuracy": evaluate(model, tokenizer, task)[0], "seconds": 0.0, "resumed": True}
             continue

@@ -116,18 +116,28 @@ def save_checkpoint(
     return path
 
 
+def checkpoint_meta(meta_path: str | Path) -> dict | None:
+    """A checkpoint's JSON sidecar, or None where the file is missing, unreadable or not an rlrecipes checkpoint's."""
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == "rlrecipes-checkpoint-v1" else None
+
+
+def checkpoint_complete(meta: dict | None) -> bool:
+    """Whether a checkpoint marks its stage finished (an interrupted stage saves complete=False)."""
+    return bool(meta and meta.get("state", {}).get("complete", False))
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run folder (its most recently completed checkpoint)."""
     path = Path(path)
     if path.is_dir():
         metas = []
         for meta_path in path.glob("*.json"):
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(meta, dict) and meta.get("format") == "rlrecipes-checkpoint-v1":
-                metas.append((meta.get("state", {}).get("complete", False), meta.get("saved_at", 0), meta_path))
+            if (meta := checkpoint_meta(meta_path)) is not None:
+                metas.append((checkpoint_complete(meta), meta.get("saved_at", 0), meta_path))
         if not metas:
             raise CheckpointError(f"{path} holds no rlrecipes checkpoint (*.safetensors with a .json beside it)")
         return max(metas)[2].with_suffix(".safetensors")
@@ -257,14 +267,17 @@ class Run:
                     row["reward"] = float(rewards[i])
                 f.write(json.dumps(row) + "\n")
 
-    def save(self, model, tokenizer, step: int, complete: bool, optimizer=None, generator=None, **state) -> Path:
+    def save(
+        self, model, tokenizer, step: int, complete: bool, optimizer=None, generator=None, name=None, **state
+    ) -> Path:
         """This stage's checkpoint, `<run>/<stage>.safetensors`; with the optimizer and data generator when
-        the stage is not complete yet, so `--resume` continues exactly where it stopped."""
+        the stage is not complete yet, so `--resume` continues exactly where it stopped. `name` keeps a
+        snapshot beside it instead (`<run>/<name>.safetensors`, e.g. grpo-step-0010), which resume ignores."""
         extra = optimizer_tensors(optimizer, model) if optimizer is not None else {}
         if generator is not None:
             extra["rng.generator"] = generator.get_state()
         state = {"stage": self.stage, "step": step, "complete": complete, **state}
-        return save_checkpoint(self.dir / self.stage, model, tokenizer, state, extra)
+        return save_checkpoint(self.dir / (name or self.stage), model, tokenizer, state, extra)
 
     def resume(self, model, optimizer, generator) -> int:
         """Load this stage's last checkpoint into model, optimizer and generator; returns the step to start

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate, sequence_logprobs
 from rlrecipes.lm.kl import kl_k3
-from rlrecipes.rewards import check_reward_spec, get_reward
+from rlrecipes.rewards import check_reward_spec, get_reward, gold_judge, gold_summary
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -59,6 +59,8 @@ class Config:
     grad_clip: float = 1.0  # clip the global gradient norm to this
     eval_every: int = 20  # held-out accuracy every this many steps (0 = only at the end)
     sample_every: int = 10  # write a few sampled completions to samples.jsonl every this many steps
+    kl_every: int = 10  # with beta = 0, measure kl (a reference forward) on step 1, the last and every this many
+    save_every: int = 0  # also keep a checkpoint every this many steps, grpo-step-NNNN (0 = only the last)
     seed: int = 0  # same seed, same run (on the CPU)
     device: str = "auto"  # auto | cpu | cuda | mps
     out: str | None = None  # run folder (default runs/grpo-<timestamp>)
@@ -89,6 +91,10 @@ def validate(cfg: Config):
         raise ValueError(f"beta={cfg.beta} must be 0 (no KL penalty) or positive")
     if not cfg.temperature > 0:
         raise ValueError(f"temperature={cfg.temperature} must be greater than 0")
+    if cfg.kl_every < 0:
+        raise ValueError(f"kl_every={cfg.kl_every} must be 0 (kl on step 1 and the last only) or positive")
+    if cfg.save_every < 0:
+        raise ValueError(f"save_every={cfg.save_every} must be 0 (only the final checkpoint) or positive")
     resolve_device(cfg.device)
     return task
 
@@ -134,6 +140,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
     reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
+    gold_fn = gold_judge(cfg.reward, task)  # with a reward model: the task's own reward, to grade it
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor and a metric
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "grpo", overwrite=cfg.overwrite)
@@ -175,16 +182,21 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             if cfg.drop_zero_std_groups and keep.any():  # all-equal groups have zero advantage: they only dilute
                 samples, adv = samples.select(keep), adv[keep]
             mask = samples.completion_mask[:, 1:].float()  # (N, T-1)
+            # With beta = 0 the KL term weighs nothing in the loss: the reference forward (a fifth of a step) only
+            # feeds the `kl` metric, and TRL skips it. We pay for it on a few steps and log kl on those only.
+            done = step + 1
+            measure_kl = cfg.beta > 0 or done in (1, cfg.steps) or (cfg.kl_every and done % cfg.kl_every == 0)
             with torch.no_grad():
-                ref_logp = sequence_logprobs(reference, samples)
+                ref_logp = sequence_logprobs(reference, samples) if measure_kl else None
             # 3. Update: one or more passes of the clipped loss over this batch.
             old_logp = None
             for _ in range(cfg.updates_per_batch):
                 logp, entropy = sequence_logprobs(model, samples, with_entropy=True)
                 if old_logp is None:
                     old_logp = logp.detach()  # the policy that sampled the batch, before any update
+                ref = logp.detach() if ref_logp is None else ref_logp  # the policy as its own reference: KL 0
                 loss, stats = grpo_loss(
-                    logp, old_logp, ref_logp, adv, mask, cfg.clip_eps, cfg.clip_eps_high or cfg.clip_eps, cfg.beta,
+                    logp, old_logp, ref, adv, mask, cfg.clip_eps, cfg.clip_eps_high or cfg.clip_eps, cfg.beta,
                     cfg.loss_type, cfg.importance_sampling_level, max_new_tokens,
                 )  # fmt: skip
                 check_finite(loss, "grpo", step + 1)
@@ -193,12 +205,10 @@ def train(cfg: Config, run: Run | None = None) -> dict:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
             # 4. Log what a practitioner reads, with TRL's names.
-            done = step + 1
             row = {
                 "reward": rewards.mean().item(),
                 "reward_std": group_std.mean().item(),
                 "frac_reward_zero_std": (group_std == 0).float().mean().item(),
-                "kl": stats["kl"].item(),
                 "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
                 "clip_ratio": stats["clip_ratio"].item(),
                 "completions/mean_length": lengths.mean().item(),
@@ -207,6 +217,10 @@ def train(cfg: Config, run: Run | None = None) -> dict:
                 "learning_rate": cfg.lr,
                 "samples_seen": done * len(prompts),
             }
+            if ref_logp is not None:  # unmeasured steps have no kl (the policy stood in as its own reference)
+                row["kl"] = kl = stats["kl"].item()
+            if gold_fn is not None:  # the hidden judge grades the same rollouts: proxy and gold side by side
+                row["gold/reward"] = sum(gold_fn(prompts, completions)) / len(prompts)
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
                 accuracy = evaluate(model, tokenizer, task)[0]
                 row["eval/accuracy"] = accuracy
@@ -218,7 +232,9 @@ def train(cfg: Config, run: Run | None = None) -> dict:
                     rewards[:: cfg.group_size][:4],
                 )
             run.log(done, **row)
-            bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}", acc=f"{accuracy:.2f}")
+            if cfg.save_every and done % cfg.save_every == 0:  # snapshots along the way (rlrecipes overoptimize)
+                run.save(model, tokenizer, done, complete=False, name=f"{run.stage}-step-{done:04d}")
+            bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{kl:.3f}", acc=f"{accuracy:.2f}")
     except KeyboardInterrupt:  # keep what was learned so far; RL restarts from a checkpoint with --init
         bar.close()
         run.save(model, tokenizer, step, complete=False)
@@ -230,6 +246,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         "seconds": time.time() - t0,
         "samples": cfg.steps * cfg.batch_size * cfg.group_size,
         "checkpoint": str(checkpoint),
+        **gold_summary(task, model, reference, tokenizer),  # on reviews: gold_win_rate over --init
     }
     if standalone:
         run.write_json("summary.json", summary)

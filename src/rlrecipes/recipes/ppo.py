@@ -17,8 +17,9 @@ keeps the policy from running far from the one that sampled the batch. Unlike GR
 completion per prompt: the value head is the baseline. Simplified here: the value head is one linear
 layer on the policy's own trunk (as in TRL's classic AutoModelForCausalLMWithValueHead; Stiennon et al.
 use a separate value network); it starts as a constant, the first batch's mean score (zero weights, as
-in the N details, with the reward centred under the starting policy as Ziegler et al. do); and the
-reward is the task's exact check, not a learned reward model. The saved checkpoint is the policy
+in the N details, with the reward centred under the starting policy as Ziegler et al. do). The reward
+is the task's own unless `--reward reward-model:RUN_DIR` names a learned one, which is RLHF proper
+(docs/rlhf.md: the gold reward is then logged beside it as `gold/reward`). The saved checkpoint is the policy
 alone, a plain TinyGPT checkpoint that any recipe can --init from; the value head is not saved.
 
     rlrecipes run ppo --init runs/sft-.../ --steps 60
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate
 from rlrecipes.lm.kl import kl_k1
-from rlrecipes.rewards import check_reward_spec, get_reward
+from rlrecipes.rewards import check_reward_spec, get_reward, gold_judge, gold_summary
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -172,6 +173,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
     reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
+    gold_fn = gold_judge(cfg.reward, task)  # with a reward model: the task's own reward, to grade it
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "ppo", overwrite=cfg.overwrite)
@@ -261,6 +263,8 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             "beta": beta,
             "samples_seen": done * len(prompts),
         }
+        if gold_fn is not None:  # the hidden judge grades the same rollouts: proxy and gold side by side
+            row["gold/reward"] = sum(gold_fn(prompts, completions)) / len(prompts)
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
             accuracy = evaluate(model, tokenizer, task)[0]
             row["eval/accuracy"] = accuracy
@@ -280,6 +284,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         "seconds": time.time() - t0,
         "samples": cfg.steps * cfg.batch_size,
         "checkpoint": str(checkpoint),
+        **gold_summary(task, model, reference, tokenizer),  # on reviews: gold_win_rate over --init
     }
     if standalone:
         run.write_json("summary.json", summary)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import generate, sequence_logprobs
 from rlrecipes.lm.kl import kl_k1, kl_k3
-from rlrecipes.rewards import check_reward_spec, get_reward
+from rlrecipes.rewards import check_reward_spec, get_reward, gold_judge, gold_summary
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -47,6 +47,7 @@ class Config:
     grad_clip: float = 1.0  # clip the global gradient norm to this
     eval_every: int = 20  # held-out accuracy every this many steps (0 = only at the end)
     sample_every: int = 10  # write a few sampled completions to samples.jsonl every this many steps
+    kl_every: int = 10  # with beta = 0, measure kl (a reference forward) on step 1, the last and every this many
     seed: int = 0  # same seed, same run (on the CPU)
     device: str = "auto"  # auto | cpu | cuda | mps
     out: str | None = None  # run folder (default runs/rloo-<timestamp>)
@@ -69,6 +70,8 @@ def validate(cfg: Config):
         raise ValueError(f"beta={cfg.beta} must be 0 (no KL penalty) or positive")
     if not cfg.temperature > 0:
         raise ValueError(f"temperature={cfg.temperature} must be greater than 0")
+    if cfg.kl_every < 0:
+        raise ValueError(f"kl_every={cfg.kl_every} must be 0 (kl on step 1 and the last only) or positive")
     resolve_device(cfg.device)
     return task
 
@@ -105,6 +108,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     device = resolve_device(cfg.device)
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
     reward_fn = get_reward(cfg.reward, task, tokenizer, device)  # before the run folder: a bad one fails first
+    gold_fn = gold_judge(cfg.reward, task)  # with a reward model: the task's own reward, to grade it
     reference = copy.deepcopy(model).eval().requires_grad_(False)  # frozen: the KL anchor and a metric
     standalone = run is None  # inside `rlrecipes bake` the bake owns the run folder and its summary
     run = run or Run.create(cfg.out, "rloo", overwrite=cfg.overwrite)
@@ -140,26 +144,28 @@ def train(cfg: Config, run: Run | None = None) -> dict:
             # 2. Score.
             rewards = torch.tensor(reward_fn(prompts, completions), device=device)  # (B * k,)
             mask = samples.completion_mask[:, 1:].float()  # (B * k, T-1)
+            # With beta = 0 the KL weighs nothing in the reward: the reference forward only feeds the kl metrics,
+            # and TRL skips it. We pay for it on a few steps (see kl_every) and log kl on those only.
+            done = step + 1
+            measure_kl = cfg.beta > 0 or done in (1, cfg.steps) or (cfg.kl_every and done % cfg.kl_every == 0)
             with torch.no_grad():
-                ref_logp = sequence_logprobs(reference, samples)
+                ref_logp = sequence_logprobs(reference, samples) if measure_kl else None
             # 3. Update: one REINFORCE step with the leave-one-out baseline.
             logp, entropy = sequence_logprobs(model, samples, with_entropy=True)
-            loss, stats = rloo_loss(logp, ref_logp, rewards, mask, cfg.group_size, cfg.beta)
+            ref = logp.detach() if ref_logp is None else ref_logp  # the policy as its own reference: KL 0
+            loss, stats = rloo_loss(logp, ref, rewards, mask, cfg.group_size, cfg.beta)
             check_finite(loss, "rloo", step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # before clipping
             optimizer.step()
             # 4. Log what a practitioner reads, with TRL's names.
-            done = step + 1
             group_std = rewards.view(-1, cfg.group_size).std(1)
             row = {
                 "reward": rewards.mean().item(),
                 "reward_std": group_std.mean().item(),
                 "frac_reward_zero_std": (group_std == 0).float().mean().item(),
                 "adv_std": stats["adv_std"].item(),
-                "kl": stats["kl"].item(),
-                "kl_penalty": stats["kl_penalty"].item(),
                 "entropy": ((entropy.detach() * mask).sum() / mask.sum()).item(),
                 "completions/mean_length": samples.completion_lengths.float().mean().item(),
                 "loss": loss.item(),
@@ -167,6 +173,11 @@ def train(cfg: Config, run: Run | None = None) -> dict:
                 "learning_rate": cfg.lr,
                 "samples_seen": done * len(prompts),
             }
+            if ref_logp is not None:  # unmeasured steps have no kl (the policy stood in as its own reference)
+                kl = stats["kl"].item()
+                row |= {"kl": kl, "kl_penalty": stats["kl_penalty"].item()}
+            if gold_fn is not None:  # the hidden judge grades the same rollouts: proxy and gold side by side
+                row["gold/reward"] = sum(gold_fn(prompts, completions)) / len(prompts)
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
                 accuracy = evaluate(model, tokenizer, task)[0]
                 row["eval/accuracy"] = accuracy
@@ -174,7 +185,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
                 first = slice(0, 4 * cfg.group_size, cfg.group_size)  # one completion of each of the first 4 prompts
                 run.log_samples(done, prompts[first], completions[first], rewards[first])
             run.log(done, **row)
-            bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}", acc=f"{accuracy:.2f}")
+            bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{kl:.3f}", acc=f"{accuracy:.2f}")
     except KeyboardInterrupt:  # keep what was learned so far; RL restarts from a checkpoint with --init
         bar.close()
         run.save(model, tokenizer, step, complete=False)
@@ -186,6 +197,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         "seconds": time.time() - t0,
         "samples": cfg.steps * cfg.batch_size * cfg.group_size,
         "checkpoint": str(checkpoint),
+        **gold_summary(task, model, reference, tokenizer),  # on reviews: gold_win_rate over --init
     }
     if standalone:
         run.write_json("summary.json", summary)
