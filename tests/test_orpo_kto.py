@@ -118,6 +118,21 @@ def test_bad_values_fail_before_training(module, field, value, message):
         module.validate(module.Config(**{"init": "pretrain.safetensors", field: value}))
 
 
+@pytest.mark.parametrize("module", [orpo, kto], ids=["orpo", "kto"])
+def test_a_bad_pairs_file_fails_naming_its_line_before_any_work(module, tmp_path):
+    good = {"prompt": "soup at ivy:", "chosen": "lovely soup.", "rejected": "bland soup."}
+    bad = tmp_path / "bad.jsonl"
+    missing = {"prompt": good["prompt"], "chosen": good["chosen"]}
+    for line, message in [({**good, "rejected": good["chosen"]}, r"line 2: chosen == rejected"),
+                          ({**good, "chosen": ""}, r"line 2: 'chosen' is an empty completion"),
+                          (missing, r"line 2: missing field 'rejected'")]:  # fmt: skip
+        bad.write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
+        cfg = module.Config(init="missing.safetensors", task="reviews", pairs=str(bad), out=str(tmp_path / "run"))
+        with pytest.raises(ValueError, match=message):  # the pairs are checked before the checkpoint is even read
+            module.train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 # --- smoke ---
 
 

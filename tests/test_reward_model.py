@@ -12,17 +12,10 @@ import torch.nn as nn
 from rlrecipes.cli import main
 from rlrecipes.lm.model import GPTConfig, TinyGPT
 from rlrecipes.lm.tokenizer import CharTokenizer
-from rlrecipes.preferences import load_pairs, save_pairs
+from rlrecipes.preferences import bradley_terry_labels, group_by_prompt, load_pairs, save_pairs
 from rlrecipes.recipes import best_of_n, reward_model
 from rlrecipes.recipes.best_of_n import kl_bound
-from rlrecipes.recipes.reward_model import (
-    bradley_terry_labels,
-    bradley_terry_loss,
-    calibration,
-    group_by_prompt,
-    last_token_scores,
-    load_reward_model,
-)
+from rlrecipes.recipes.reward_model import bradley_terry_loss, calibration, last_token_scores, load_reward_model
 from rlrecipes.runs import CheckpointError, load_checkpoint, save_checkpoint
 from rlrecipes.tasks import evaluate
 from rlrecipes.tasks.reviews import ReviewsTask, gold_win_rate

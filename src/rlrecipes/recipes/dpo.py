@@ -20,15 +20,17 @@ Changed from the paper: by default we add RPO's SFT term on the chosen completio
 arXiv:2404.19733; TRL's rpo_alpha; Llama 3 does the same). Our pairs differ in one character, the case
 where plain DPO lowers the chosen answer's probability too, only less than the rejected one's (Pal et
 al. 2024, arXiv:2402.13228): here it wrecks the model (docs/dpo.md has the numbers). Simplified: no
-sampling at all, as in the paper; the pairs are fixed (for arithmetic, made from the training split);
-the reference's log-probs are recomputed each step instead of precomputed once.
+sampling during training, as in the paper: the pairs are fixed before it starts (arithmetic: made from the
+training split; reviews: two samples of the starting SFT model per prompt, labelled by the hidden gold
+judge, see preferences.task_pairs); the reference's log-probs are recomputed each step, not precomputed.
+On reviews, summary.json holds `gold_win_rate`: how often the gold judge prefers the trained policy's
+review to the starting model's, on held-out prompts.
 
-    rlrecipes run dpo --init runs/pretrain-.../pretrain.safetensors
-    rlrecipes run dpo --init runs/pretrain-.../pretrain.safetensors --pairs my_pairs.jsonl --loss-type ipo
+    rlrecipes run dpo --init runs/pt --out runs/dpo
+    rlrecipes run dpo --task reviews --init runs/reviews-sft --pairs runs/reviews-rm/pairs.jsonl --out runs/reviews-dpo
 """
 
 import copy
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +40,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import pack, sequence_logprobs
-from rlrecipes.preferences import arithmetic_pairs, load_pairs
+from rlrecipes.plots import plot_curves
+from rlrecipes.preferences import TASKS_WITH_PAIRS, load_pairs, save_pairs, task_pairs
+from rlrecipes.rewards import gold_summary
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -50,7 +54,7 @@ class Config:
     init: str | None = None  # the pretrained or SFT checkpoint or run folder to start from; also the reference
     task: str = "arithmetic"  # the task to evaluate on (and to make pairs from when --pairs is not given)
     pairs: str | None = None  # JSONL file of prompt/chosen/rejected pairs, TRL's format (default: made from the task)
-    n_pairs: int = 2000  # pairs to make from the task when --pairs is not given
+    n_pairs: int = 2000  # pairs to make when --pairs is not given (reviews: prompts sampled twice; ties dropped)
     steps: int = 100  # optimiser steps
     batch_size: int = 32  # pairs per step
     lr: float = 3e-4  # AdamW learning rate, constant after warm-up
@@ -74,7 +78,9 @@ def validate(cfg: Config):
         raise ValueError("dpo needs --init: a pretrained or SFT checkpoint or run folder (it is also the reference)")
     if cfg.pairs is not None and not Path(cfg.pairs).is_file():
         raise ValueError(f"pairs={cfg.pairs!r} is not a file; give a JSONL file of prompt/chosen/rejected pairs")
-    if cfg.pairs is None and cfg.task != "arithmetic":
+    if cfg.pairs is not None:
+        load_pairs(cfg.pairs)  # a malformed file fails now, naming its line, before a model is loaded
+    if cfg.pairs is None and cfg.task not in TASKS_WITH_PAIRS:
         raise ValueError(f"task={cfg.task!r} has no built-in preference pairs; pass --pairs FILE.jsonl")
     for name in ("steps", "batch_size", "n_pairs", "warmup_steps"):
         if getattr(cfg, name) < 1:
@@ -137,18 +143,19 @@ def dpo_loss(logp, ref_logp, mask, beta, loss_type="sigmoid", label_smoothing=0.
 def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
-    pairs = load_pairs(cfg.pairs) if cfg.pairs else arithmetic_pairs(task, cfg.n_pairs, random.Random(cfg.seed))
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    pairs = load_pairs(cfg.pairs) if cfg.pairs else task_pairs(task, cfg.n_pairs, cfg.seed, model, tokenizer)
     prompts = [tokenizer.encode(p["prompt"], bos=True) for p in pairs]  # a character the model never saw fails here
     chosen = [tokenizer.encode(p["chosen"], eos=True) for p in pairs]
     rejected = [tokenizer.encode(p["rejected"], eos=True) for p in pairs]
-    simpo = cfg.loss_type == "simpo"
-    reference = None if simpo else copy.deepcopy(model).eval().requires_grad_(False)  # frozen starting model
+    reference = copy.deepcopy(model).eval().requires_grad_(False)  # the frozen starting model (SimPO ignores it)
     standalone = run is None  # inside a pipeline the caller owns the run folder and its summary
     run = run or Run.create(cfg.out, "dpo", overwrite=cfg.overwrite)
     if standalone:
         run.write_json("config.json", {"dpo": asdict(cfg)})
     run.stage = "dpo"
+    if not cfg.pairs:  # the pairs made for this run, to read or to reuse with --pairs
+        save_pairs(run.dir / "pairs.jsonl", pairs)
     generator = seed_everything(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
 
@@ -167,7 +174,7 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         mask = batch.completion_mask[:, 1:].float()  # (2B, T-1)
         # 2. Per-token log-probs under the policy and under the frozen reference (SimPO needs none: zeros).
         logp = sequence_logprobs(model, batch)  # (2B, T-1)
-        if reference is None:
+        if cfg.loss_type == "simpo":
             ref_logp = torch.zeros_like(logp)
         else:
             with torch.no_grad():
@@ -197,12 +204,15 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         run.log(done, **row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", margin=f"{row['rewards/margins']:.2f}", acc=f"{accuracy:.2f}")
     checkpoint = run.save(model, tokenizer, cfg.steps, complete=True, config=asdict(cfg))
+    keys = ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"]  # TRL's names
+    plot_curves(run.history, keys, run.dir / "dpo.png", f"dpo on {cfg.task} (mean of 10 steps)", smooth=10)
     summary = {
         "start_accuracy": start_accuracy,
         "final_accuracy": accuracy,
         "seconds": time.time() - t0,
         "pairs": cfg.steps * cfg.batch_size,
         "checkpoint": str(checkpoint),
+        **gold_summary(task, model, reference, tokenizer),  # on reviews: gold_win_rate over the starting model
     }
     if standalone:
         run.write_json("summary.json", summary)

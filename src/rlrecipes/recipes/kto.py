@@ -18,12 +18,14 @@ balanced. Changed: beta = 2, not the paper's 0.1; at 0.1 the sigmoids barely sat
 model, KTO turns into "push every bad answer down, without limit", and the right answers the model
 already had erode (docs/dpo.md has the numbers).
 
-    rlrecipes run kto --init runs/pretrain-.../pretrain.safetensors
-    rlrecipes run kto --init runs/pretrain-.../pretrain.safetensors --beta 0.1     (watch the no-carry sums erode)
+On reviews, summary.json holds `gold_win_rate` over the starting model.
+
+    rlrecipes run kto --init runs/pt --out runs/kto
+    rlrecipes run kto --init runs/pt --beta 0.1     (watch the no-carry sums erode)
+    rlrecipes run kto --task reviews --init runs/reviews-sft --pairs runs/reviews-rm/pairs.jsonl --out runs/reviews-kto
 """
 
 import copy
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import pack, sequence_logprobs
-from rlrecipes.preferences import arithmetic_pairs, load_pairs, unpaired
+from rlrecipes.plots import plot_curves
+from rlrecipes.preferences import TASKS_WITH_PAIRS, load_pairs, save_pairs, task_pairs, unpaired
+from rlrecipes.rewards import gold_summary
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
@@ -42,7 +46,7 @@ class Config:
     init: str | None = None  # the pretrained or SFT checkpoint or run folder to start from; also the reference
     task: str = "arithmetic"  # the task to evaluate on (and to make examples from when --pairs is not given)
     pairs: str | None = None  # JSONL file of {"prompt", "chosen", "rejected"} pairs, split into unpaired examples
-    n_pairs: int = 2000  # pairs to make from the task when --pairs is not given (two examples each)
+    n_pairs: int = 2000  # pairs to make when --pairs is not given, two examples each (reviews: ties dropped)
     steps: int = 100  # optimiser steps
     batch_size: int = 32  # examples per step (each also gives one mismatched completion for z0)
     lr: float = 1e-4  # AdamW learning rate, constant after warm-up
@@ -64,7 +68,9 @@ def validate(cfg: Config):
         raise ValueError("kto needs --init: a pretrained or SFT checkpoint or run folder (it is also the reference)")
     if cfg.pairs is not None and not Path(cfg.pairs).is_file():
         raise ValueError(f"pairs={cfg.pairs!r} is not a file; give a JSONL file of prompt/chosen/rejected pairs")
-    if cfg.pairs is None and cfg.task != "arithmetic":
+    if cfg.pairs is not None:
+        load_pairs(cfg.pairs)  # a malformed file fails now, naming its line, before a model is loaded
+    if cfg.pairs is None and cfg.task not in TASKS_WITH_PAIRS:
         raise ValueError(f"task={cfg.task!r} has no built-in preference data; pass --pairs FILE.jsonl")
     for name in ("steps", "n_pairs", "warmup_steps"):
         if getattr(cfg, name) < 1:
@@ -114,9 +120,9 @@ def kto_loss(logp, ref_logp, mask, desirable, beta, desirable_weight=1.0, undesi
 def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
-    pairs = load_pairs(cfg.pairs) if cfg.pairs else arithmetic_pairs(task, cfg.n_pairs, random.Random(cfg.seed))
-    examples = unpaired(pairs)  # (prompt, completion, desirable): every pair gives one of each
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    pairs = load_pairs(cfg.pairs) if cfg.pairs else task_pairs(task, cfg.n_pairs, cfg.seed, model, tokenizer)
+    examples = unpaired(pairs)  # (prompt, completion, desirable): every pair gives one of each
     prompts = [tokenizer.encode(p, bos=True) for p, _, _ in examples]  # a character the model never saw fails here
     completions = [tokenizer.encode(c, eos=True) for _, c, _ in examples]
     labels = torch.tensor([d for _, _, d in examples], device=device)  # (N,) bool
@@ -126,6 +132,8 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     if standalone:
         run.write_json("config.json", {"kto": asdict(cfg)})
     run.stage = "kto"
+    if not cfg.pairs:  # the pairs made for this run, to read or to reuse with --pairs
+        save_pairs(run.dir / "pairs.jsonl", pairs)
     generator = seed_everything(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
 
@@ -171,12 +179,15 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         run.log(done, **row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", kl=f"{row['kl']:.3f}", acc=f"{accuracy:.2f}")
     checkpoint = run.save(model, tokenizer, cfg.steps, complete=True, config=asdict(cfg))
+    keys = ["rewards/chosen", "rewards/rejected", "rewards/margins", "kl"]  # TRL's names
+    plot_curves(run.history, keys, run.dir / "kto.png", f"kto on {cfg.task} (mean of 10 steps)", smooth=10)
     summary = {
         "start_accuracy": start_accuracy,
         "final_accuracy": accuracy,
         "seconds": time.time() - t0,
         "examples": cfg.steps * cfg.batch_size,
         "checkpoint": str(checkpoint),
+        **gold_summary(task, model, reference, tokenizer),  # on reviews: gold_win_rate over the starting model
     }
     if standalone:
         run.write_json("summary.json", summary)

@@ -10,14 +10,15 @@ SFT alone raises the chosen answer but, as the paper shows, raises the rejected 
 share most tokens); the odds-ratio term pushes them apart and saturates once the chosen is clearly ahead.
 Why odds and not DPO's probability ratio: with the SFT term already lifting the chosen, a probability
 ratio would push the rejected down too hard; the paper argues the odds ratio contrasts them more gently.
-Simplified: pairs are fixed (for arithmetic, made from the training split) and the NLL is
-the mean over the chosen completions' tokens, as in TRL.
+Simplified: pairs are fixed before training starts (as DPO's: see preferences.task_pairs) and the NLL is
+the mean over the chosen completions' tokens, as in TRL. On reviews, summary.json holds `gold_win_rate`
+over the starting model.
 
-    rlrecipes run orpo --init runs/pretrain-.../pretrain.safetensors
-    rlrecipes run orpo --init runs/pretrain-.../pretrain.safetensors --pairs my_pairs.jsonl --lam 0.5
+    rlrecipes run orpo --init runs/pt --out runs/orpo
+    rlrecipes run orpo --task reviews --init runs/reviews-sft --pairs runs/reviews-rm/pairs.jsonl \\
+        --out runs/reviews-orpo
 """
 
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,17 +28,19 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rlrecipes.lm.generate import pack, sequence_logprobs
-from rlrecipes.preferences import arithmetic_pairs, load_pairs
+from rlrecipes.plots import plot_curves
+from rlrecipes.preferences import TASKS_WITH_PAIRS, load_pairs, save_pairs, task_pairs
+from rlrecipes.rewards import gold_summary
 from rlrecipes.runs import Run, check_finite, load_checkpoint, resolve_device, seed_everything
 from rlrecipes.tasks import evaluate, get_task
 
 
 @dataclass
 class Config:
-    init: str | None = None  # the pretrained checkpoint or run folder to start from; no reference is kept
+    init: str | None = None  # the pretrained (or SFT) checkpoint or run folder to start from; no reference is kept
     task: str = "arithmetic"  # the task to evaluate on (and to make pairs from when --pairs is not given)
     pairs: str | None = None  # JSONL file of prompt/chosen/rejected pairs, TRL's format (default: made from the task)
-    n_pairs: int = 2000  # pairs to make from the task when --pairs is not given
+    n_pairs: int = 2000  # pairs to make when --pairs is not given (reviews: prompts sampled twice; ties dropped)
     steps: int = 60  # optimiser steps
     batch_size: int = 32  # pairs per step
     lr: float = 3e-4  # AdamW learning rate, constant after warm-up
@@ -57,7 +60,9 @@ def validate(cfg: Config):
         raise ValueError("orpo needs --init: a pretrained checkpoint or run folder (ORPO does the SFT itself)")
     if cfg.pairs is not None and not Path(cfg.pairs).is_file():
         raise ValueError(f"pairs={cfg.pairs!r} is not a file; give a JSONL file of prompt/chosen/rejected pairs")
-    if cfg.pairs is None and cfg.task != "arithmetic":
+    if cfg.pairs is not None:
+        load_pairs(cfg.pairs)  # a malformed file fails now, naming its line, before a model is loaded
+    if cfg.pairs is None and cfg.task not in TASKS_WITH_PAIRS:
         raise ValueError(f"task={cfg.task!r} has no built-in preference pairs; pass --pairs FILE.jsonl")
     for name in ("steps", "batch_size", "n_pairs", "warmup_steps"):
         if getattr(cfg, name) < 1:
@@ -107,8 +112,8 @@ def orpo_loss(logp, mask, lam):
 def train(cfg: Config, run: Run | None = None) -> dict:
     task = validate(cfg)
     device = resolve_device(cfg.device)
-    pairs = load_pairs(cfg.pairs) if cfg.pairs else arithmetic_pairs(task, cfg.n_pairs, random.Random(cfg.seed))
     model, tokenizer, _, _ = load_checkpoint(cfg.init, device)
+    pairs = load_pairs(cfg.pairs) if cfg.pairs else task_pairs(task, cfg.n_pairs, cfg.seed, model, tokenizer)
     prompts = [tokenizer.encode(p["prompt"], bos=True) for p in pairs]  # a character the model never saw fails here
     chosen = [tokenizer.encode(p["chosen"], eos=True) for p in pairs]
     rejected = [tokenizer.encode(p["rejected"], eos=True) for p in pairs]
@@ -117,6 +122,8 @@ def train(cfg: Config, run: Run | None = None) -> dict:
     if standalone:
         run.write_json("config.json", {"orpo": asdict(cfg)})
     run.stage = "orpo"
+    if not cfg.pairs:  # the pairs made for this run, to read or to reuse with --pairs
+        save_pairs(run.dir / "pairs.jsonl", pairs)
     generator = seed_everything(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
 
@@ -156,12 +163,16 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         run.log(done, **row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", nll=f"{row['nll_loss']:.3f}", acc=f"{accuracy:.2f}")
     checkpoint = run.save(model, tokenizer, cfg.steps, complete=True, config=asdict(cfg))
+    keys = ["rewards/chosen", "rewards/rejected", "rewards/margins", "log_odds_chosen"]  # TRL's names
+    plot_curves(run.history, keys, run.dir / "orpo.png", f"orpo on {cfg.task} (mean of 10 steps)", smooth=10)
     summary = {
         "start_accuracy": start_accuracy,
         "final_accuracy": accuracy,
         "seconds": time.time() - t0,
         "pairs": cfg.steps * cfg.batch_size,
         "checkpoint": str(checkpoint),
+        # on reviews: gold_win_rate over the starting model (ORPO keeps no reference, so it is loaded again)
+        **gold_summary(task, model, load_checkpoint(cfg.init, device)[0], tokenizer),
     }
     if standalone:
         run.write_json("summary.json", summary)

@@ -12,7 +12,7 @@ Only differences of r are learned, so r has no natural zero: the checkpoint reco
 r on SFT completions, and `load_reward_model` returns scores standardised with them.
 
 The data: K samples of the SFT model per prompt, every two of them compared by the task's hidden gold
-judge through a noisy Bradley-Terry draw (see `bradley_terry_labels`), as a tired annotator would. As
+judge through a noisy Bradley-Terry draw (`preferences.sample_pairs`), as a tired annotator would. As
 in InstructGPT, all K(K-1)/2 pairs of a prompt share a batch and each completion is scored once. The
 held-out accuracy is measured against the judge's true ordering, on pairs of held-out prompts; a
 bag-of-characters logistic regression trained on the same pairs is the baseline to beat. Simplified:
@@ -23,7 +23,6 @@ Stiennon et al. 2020 (Learning to summarize from human feedback); Ouyang et al. 
     rlrecipes run reward_model --init runs/sft-reviews/ --task reviews --out runs/rm-reviews
 """
 
-import itertools
 import math
 import random
 import time
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 from rlrecipes.lm.generate import Samples, pack
 from rlrecipes.lm.model import TinyGPT
 from rlrecipes.plots import plot_calibration
-from rlrecipes.preferences import load_pairs, save_pairs
+from rlrecipes.preferences import group_by_prompt, load_pairs, sample_pairs, save_pairs
 from rlrecipes.runs import (
     CheckpointError,
     Run,
@@ -49,7 +48,7 @@ from rlrecipes.runs import (
     save_checkpoint,
     seed_everything,
 )
-from rlrecipes.tasks import complete, get_task
+from rlrecipes.tasks import get_task
 
 
 @dataclass
@@ -152,55 +151,6 @@ def score(model, head, tokenizer, prompts: list[str], completions: list[str], ba
     return torch.cat(out)
 
 
-def bradley_terry_labels(judge, prompts, completions_a, completions_b, temperature: float, rng: random.Random):
-    """Label pairs as a noisy annotator would: a is chosen over b with probability
-
-        P(a > b) = sigmoid((gold_a - gold_b) / temperature)
-
-    so close calls are near coin flips and clear ones rarely flipped. `judge(prompts, completions)` is the
-    hidden gold score (a task's reward). Pairs the judge scores equal are dropped (the annotator has no
-    preference), and so are pairs with an empty completion. Returns TRL-style pairs and stats: the label
-    noise (share of labels that contradict the gold ordering), the noise the temperature predicts, ties."""
-    if not temperature > 0:
-        raise ValueError(f"temperature={temperature} must be greater than 0 (0.05 labels almost every pair right)")
-    gold_a, gold_b = judge(prompts, completions_a), judge(prompts, completions_b)
-    pairs, flipped, expected, ties = [], 0, 0.0, 0
-    for prompt, a, b, g_a, g_b in zip(prompts, completions_a, completions_b, gold_a, gold_b):
-        if g_a == g_b or not a or not b:
-            ties += g_a == g_b
-            continue
-        a_wins = rng.random() < 1 / (1 + math.exp(-(g_a - g_b) / temperature))
-        pairs.append({"prompt": prompt, "chosen": a if a_wins else b, "rejected": b if a_wins else a})
-        flipped += a_wins != (g_a > g_b)
-        expected += 1 / (1 + math.exp(abs(g_a - g_b) / temperature))  # sigmoid(-|margin| / T)
-    n = max(len(pairs), 1)
-    return pairs, {"label_noise": flipped / n, "expected_label_noise": expected / n, "ties_dropped": ties}
-
-
-def sample_pairs(model, tokenizer, task, prompts, k: int, cfg: Config, generator, rng) -> tuple[list[dict], dict]:
-    """k samples of the SFT model for every prompt; every two of them compared by the task's gold judge.
-    The pairs of one prompt come out next to each other, so training can keep them in one batch."""
-    model.eval()
-    samples = [complete(model, tokenizer, prompts, task.max_completion_chars + 2, greedy=False,
-                        temperature=cfg.sample_temperature, generator=generator) for _ in range(k)]  # fmt: skip
-    which = list(itertools.combinations(range(k), 2))  # (a, b) for every pair of the k samples
-    prompts_ab = [p for p in prompts for _ in which]
-    a = [samples[i][n] for n in range(len(prompts)) for i, _ in which]
-    b = [samples[j][n] for n in range(len(prompts)) for _, j in which]
-    return bradley_terry_labels(task.reward, prompts_ab, a, b, cfg.label_temperature, rng)
-
-
-def group_by_prompt(pairs: list[dict]) -> list[list[dict]]:
-    """Runs of consecutive pairs that share a prompt: the comparisons among one prompt's k samples."""
-    groups = []
-    for pair in pairs:
-        if groups and groups[-1][0]["prompt"] == pair["prompt"]:
-            groups[-1].append(pair)
-        else:
-            groups.append([pair])
-    return groups
-
-
 def gold_accuracy(judge, pairs: list[dict], margins: torch.Tensor) -> float:
     """Share of pairs the scores order as the gold judge does (pairs the judge ties are left out)."""
     prompts = [p["prompt"] for p in pairs]
@@ -270,12 +220,10 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         pairs, label_stats = load_pairs(cfg.pairs), {}
     else:
         prompts = task.train_prompts(cfg.n_prompts, rng)
-        pairs, label_stats = sample_pairs(
-            model, tokenizer, task, prompts, cfg.completions_per_prompt, cfg, generator, rng
-        )
-    heldout, heldout_stats = sample_pairs(
-        model, tokenizer, task, task.heldout_prompts() * cfg.heldout_samples, 2, cfg, generator, rng
-    )
+        pairs, label_stats = sample_pairs(model, tokenizer, task, prompts, cfg.completions_per_prompt,
+                                          cfg.sample_temperature, cfg.label_temperature, generator, rng)  # fmt: skip
+    heldout, heldout_stats = sample_pairs(model, tokenizer, task, task.heldout_prompts() * cfg.heldout_samples, 2,
+                                          cfg.sample_temperature, cfg.label_temperature, generator, rng)  # fmt: skip
     if not pairs or not heldout:
         raise ValueError("no usable pairs: every sampled pair was a tie; raise --n-prompts or --sample-temperature")
     save_pairs(run.dir / "pairs.jsonl", pairs)
