@@ -109,7 +109,7 @@ def test_cli_writes_the_figure_and_the_numbers(tmp_path, capsys):
     args = ["kl-estimators", "--out", str(out), "--samples", "16", "--trials", "100", "--points", "6"]
     assert main(args) == 0
     assert (out / "kl_estimators.png").stat().st_size > 10_000
-    result = json.loads((out / "kl_estimators.json").read_text())
+    result = json.loads((out / "summary.json").read_text())
     assert result["config"]["samples"] == 16 and len(result["rows"]) == 6
     assert result["rows"][0]["kl"] == pytest.approx(1e-3) and result["rows"][-1]["kl"] == pytest.approx(2.0)
     assert result["rows"][-1]["k2"]["exact_bias"] > 0.5  # k2's bias is visible at 2 nats in this sweep

@@ -20,7 +20,8 @@ from rlrecipes.plots import plot_comparison
 from rlrecipes.runs import Run, load_checkpoint, resolve_device, run_dir_for
 from rlrecipes.tasks import get_task
 
-NOT_RL = ("pretrain", "sft", "dpo", "orpo", "kto", "reward_model", "best_of_n")  # no RL from sampled rewards
+# No RL from sampled rewards; or, expert_iteration, RL in rounds with no per-step sample budget to match.
+NOT_RL = ("pretrain", "sft", "dpo", "orpo", "kto", "reward_model", "best_of_n", "expert_iteration")
 
 
 @dataclass

@@ -197,13 +197,13 @@ def validate(cfg: Config) -> None:
 
 
 def run(cfg: Config) -> dict:
-    """The sweep, the figure and the numbers, in a run folder. Returns what kl_estimators.json holds."""
+    """The sweep, the figure and the numbers, in a run folder. Returns what summary.json holds."""
     validate(cfg)
     rows = kl_sweep(cfg.samples, cfg.trials, cfg.points, cfg.seed, cfg.kl_min, cfg.kl_max, cfg.vocab)
     out = Run.create(cfg.out, "kl-estimators", overwrite=cfg.overwrite)
     plot_kl_estimators(out.dir / "kl_estimators.png", rows)
     result = {"config": asdict(cfg), "run_dir": str(out.dir), "rows": rows}
-    out.write_json("kl_estimators.json", result)
+    out.write_json("summary.json", result)
     return result
 
 
@@ -231,7 +231,7 @@ def print_table(result: dict, at: tuple[float, ...] = (0.01, 0.1, 0.5, 2.0)) -> 
         table.add_row(f"{row['kl']:.4f}", *cells, f"{row['k1']['frac_negative']:.0%}")
     console = Console()
     console.print(table)
-    console.print(f"figure and numbers: {result['run_dir']}/kl_estimators.png, kl_estimators.json")
+    console.print(f"figure and numbers: {result['run_dir']}/kl_estimators.png, summary.json")
 
 
 if __name__ == "__main__":
