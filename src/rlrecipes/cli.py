@@ -6,6 +6,8 @@
     rlrecipes compare reinforce rloo grpo ppo   the bake-off: one SFT model, one sample budget, one figure
     rlrecipes icemaze ALGORITHM ...         the RL basics on the IceMaze grid world
     rlrecipes kl-estimators                 k1, k2, k3 against the exact KL: bias and spread
+    rlrecipes overoptimize --init SFT --reward-model RM   proxy and gold reward against KL: Goodhart, measured
+    rlrecipes gallery NAME                  a training failure on purpose beside its fix (gallery list: all)
     rlrecipes export RUN --to transformers OUT    TinyGPT as a transformers GPT-2 folder (import-hf: back)
 
 typer dispatches the commands; tyro turns each recipe's Config dataclass into flags, with the comment
@@ -49,6 +51,11 @@ RECIPES = {
     "kto": ("rlrecipes.recipes.kto", "unpaired thumbs up/down against a KL reference point", "Ethayarajh et al. 2024"),
     "reward_model": ("rlrecipes.recipes.reward_model", "a score learned from comparisons", "Stiennon et al. 2020"),
     "best_of_n": ("rlrecipes.recipes.best_of_n", "N samples, keep the reward model's favourite", "Gao et al. 2022"),
+    "expert_iteration": (
+        "rlrecipes.recipes.expert_iteration",
+        "sample, keep what the reward accepts, SFT on it, repeat",
+        "Zelikman et al. 2022 (STaR)",
+    ),
 }
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -117,7 +124,8 @@ def run(ctx: typer.Context):
     module = importlib.import_module(RECIPES[name][0])
     cfg = tyro.cli(module.Config, args=args, prog=f"rlrecipes run {name}", description=module.__doc__)
     result = _run_guarded(module.train, cfg)
-    line = {k: v for k, v in result.items() if k in ("start_accuracy", "final_accuracy", "seconds", "checkpoint")}
+    shown = ("start_accuracy", "final_accuracy", "gold_win_rate", "seconds", "checkpoint")  # gold: reviews only
+    line = {k: v for k, v in result.items() if k in shown}
     typer.echo("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
 
 
@@ -165,6 +173,44 @@ def kl_estimators(ctx: typer.Context):
 
     cfg = tyro.cli(kl_demo.Config, args=ctx.args, prog="rlrecipes kl-estimators", description=kl_demo.__doc__)
     kl_demo.print_table(_run_guarded(kl_demo.run, cfg))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def overoptimize(ctx: typer.Context):
+    """Train against a reward model with no KL leash; draw proxy and gold reward against KL (a few minutes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlrecipes import overoptimize as overoptimize_module
+
+    module = overoptimize_module
+    cfg = tyro.cli(module.Config, args=ctx.args, prog="rlrecipes overoptimize", description=module.__doc__)
+    summary = _run_guarded(module.overoptimize, cfg)
+    table = Table(title="reward over-optimisation: held-out samples at each checkpoint")
+    for column in ("step", "KL (nats)", "proxy", "gold", "gold win rate vs SFT"):
+        table.add_column(column)
+    for p in summary["points"]:
+        mark = " [bold]<- gold peak[/]" if p == summary["peak"] else ""
+        numbers = (f"{p['kl']:.2f}", f"{p['proxy']:.2f}", f"{p['gold']:.3f}{mark}", f"{p['gold_win_rate']:.3f}")
+        table.add_row(str(p["step"]), *numbers)
+    Console().print(table)
+    typer.echo(f"figure: {summary['run_dir']}/overoptimize.png")
+
+
+@app.command(context_settings=PASS_THROUGH)
+def gallery(ctx: typer.Context):
+    """A training failure on purpose beside its fix, one figure: rlrecipes gallery NAME (rlrecipes gallery list)."""
+    from rlrecipes import gallery as gallery_module
+
+    if ctx.args == ["list"]:
+        width = max(len(n) for n in gallery_module.FAILURES)
+        for name, failure in gallery_module.FAILURES.items():
+            typer.echo(f"{name:<{width}}  {failure.recipe:<4}  {failure.about}")
+        return
+    cfg = tyro.cli(gallery_module.Config, args=ctx.args, prog="rlrecipes gallery", description=gallery_module.__doc__)
+    result = _run_guarded(gallery_module.run_gallery, cfg)
+    typer.echo(result["report"])
+    typer.echo(f"figure: {result['figure']}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -67,15 +68,18 @@ def plot_accuracy(stages: list[str], accuracies: list[float], path: str | Path, 
     return Path(path)
 
 
-def plot_comparison(histories: dict[str, list[dict]], keys: list[str], x: str, path: str | Path, title: str = "") -> Path:
-    """The bake-off figure: one panel per metric, one line per algorithm, against `x` (samples seen)."""
+def plot_comparison(
+    histories: dict[str, list[dict]], keys: list[str], x: str, path: str | Path, title: str = "", smooth: int = 10
+) -> Path:
+    """The bake-off figure: one panel per metric, one line per algorithm, against `x` (samples seen); each line
+    a trailing mean over `smooth` points (the gallery uses it too, for a sick run beside a healthy one)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, rows in histories.items():
             pts = [(r[x], r[key]) for r in rows if r.get(key) is not None]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, _smooth(list(ys), 10), label=name)
+                ax.plot(xs, _smooth(list(ys), smooth), label=name)
         ax.set_title(key)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
@@ -135,6 +139,64 @@ def plot_best_of_n(
     axes[1].set_ylabel("nats")
     axes[1].set_title("KL(best-of-N || SFT) <= log N - (N-1)/N")
     axes[1].grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_overoptimization(points: list[dict], history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Reward over-optimisation (Gao et al. 2022): proxy and gold reward of held-out samples against sqrt(KL) from
+    the starting model, the gold peak marked; beside it, the training rollouts' `reward` and `gold/reward`."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    x = [p["sqrt_kl"] for p in points]
+    gold_ax, proxy_ax = axes[0], axes[0].twinx()  # two scales: gold in [0, 1], the proxy in reward-model stds
+    lines = gold_ax.plot(x, [p["gold"] for p in points], marker="o", color="#29a36a", label="gold (hidden judge)")
+    lines += proxy_ax.plot(x, [p["proxy"] for p in points], marker="s", color="#e4572e", label="proxy (reward model)")
+    peak = max(points, key=lambda p: p["gold"])
+    gold_ax.axvline(peak["sqrt_kl"], color="gray", linestyle="--", alpha=0.6)
+    gold_ax.annotate(f"gold peak, step {peak['step']}", (peak["sqrt_kl"], peak["gold"]), textcoords="offset points",
+                     xytext=(4, -14), fontsize=8)  # fmt: skip
+    gold_ax.set_xlabel("sqrt(KL(policy || SFT)), sqrt(nats)")
+    gold_ax.set_ylabel("gold reward", color="#29a36a")
+    proxy_ax.set_ylabel("proxy reward (std)", color="#e4572e")
+    gold_ax.grid(alpha=0.3)
+    gold_ax.set_title("held-out samples at each checkpoint")
+    gold_ax.legend(handles=lines, loc="lower center", fontsize=8)  # clear of the peak's label
+    steps = [r["step"] for r in history]
+    axes[1].plot(steps, _smooth([r["reward"] for r in history], 5), color="#e4572e", label="reward (proxy)")
+    axes[1].plot(steps, _smooth([r["gold/reward"] for r in history], 5), color="#29a36a", label="gold/reward")
+    axes[1].set_xlabel("step")
+    axes[1].set_title("training rollouts (smoothed over 5 steps)")
+    axes[1].grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_panels(
+    rows: list[dict], panels: dict[str, list[str]], path: str | Path, title: str = "", xlabel: str = "step"
+) -> Path:
+    """One panel per entry of `panels` (its title -> the metrics it overlays, e.g. a reward over all samples
+    and over the kept ones), against `step`, a marked point per logged row that has the metric."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (panel, keys) in zip(axes[0], panels.items()):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=key)
+        ax.set_title(panel)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds and steps are whole numbers
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
