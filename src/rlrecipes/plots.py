@@ -13,6 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
+def _save(fig, path: str | Path, title: str = "") -> Path:
+    """Title, lay out, write and close a figure (closing frees its memory: runs draw many)."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def _smooth(values: list[float], window: int) -> list[float]:
     """Trailing moving average: RL curves are noisy, the trend is what a reader looks for."""
     out, total = [], 0.0
@@ -46,12 +56,7 @@ def plot_curves(
         ax.grid(alpha=0.3)
         if not panel_stage and len({r["stage"] for r in rows if key in r}) > 1:
             ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_accuracy(stages: list[str], accuracies: list[float], path: str | Path, title: str = "") -> Path:
@@ -62,10 +67,7 @@ def plot_accuracy(stages: list[str], accuracies: list[float], path: str | Path, 
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("held-out accuracy (greedy)")
     ax.set_title(title or "accuracy after each stage")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_comparison(
@@ -84,12 +86,7 @@ def plot_comparison(
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
     axes[0][0].legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_calibration(bins: list[dict], path: str | Path, title: str = "") -> Path:
@@ -112,10 +109,7 @@ def plot_calibration(bins: list[dict], path: str | Path, title: str = "") -> Pat
     ax.set_title(title or "calibration")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_best_of_n(
@@ -139,12 +133,7 @@ def plot_best_of_n(
     axes[1].set_ylabel("nats")
     axes[1].set_title("KL(best-of-N || SFT) <= log N - (N-1)/N")
     axes[1].grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_overoptimization(points: list[dict], history: list[dict], path: str | Path, title: str = "") -> Path:
@@ -172,12 +161,7 @@ def plot_overoptimization(points: list[dict], history: list[dict], path: str | P
     axes[1].set_title("training rollouts (smoothed over 5 steps)")
     axes[1].grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_panels(
@@ -197,9 +181,4 @@ def plot_panels(
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
