@@ -16,7 +16,7 @@ the task must leave the SFT model right sometimes and wrong sometimes. Simplifie
 optimisation pass per batch by default (so ratio = 1 and the clip is inactive unless
 --updates-per-batch > 1); the variants (Dr. GRPO, DAPO, GSPO) come as flags in a later chapter.
 
-    rlrecipes run grpo --init runs/sft-.../ --steps 100 --group-size 8
+    rlrecipes run grpo --init runs/bake/sft.safetensors --steps 100 --group-size 8
 """
 
 import copy

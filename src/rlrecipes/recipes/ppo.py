@@ -22,7 +22,7 @@ is the task's own unless `--reward reward-model:RUN_DIR` names a learned one, wh
 (docs/rlhf.md: the gold reward is then logged beside it as `gold/reward`). The saved checkpoint is the policy
 alone, a plain TinyGPT checkpoint that any recipe can --init from; the value head is not saved.
 
-    rlrecipes run ppo --init runs/sft-.../ --steps 60
+    rlrecipes run ppo --init runs/bake/sft.safetensors --steps 60
 """
 
 import copy

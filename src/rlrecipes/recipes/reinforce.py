@@ -19,7 +19,7 @@ Simplified here: the whole completion is one action (no per-token credit, no dis
 step per batch (so no importance ratio), and the KL to the frozen starting model is only watched, not
 penalised; RLOO adds the penalty.
 
-    rlrecipes run reinforce --init runs/bake-.../sft.safetensors --steps 60 --baseline moving_average
+    rlrecipes run reinforce --init runs/bake/sft.safetensors --steps 60 --baseline moving_average
 """
 
 import copy

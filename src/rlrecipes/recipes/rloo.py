@@ -15,7 +15,7 @@ a group sum to zero: a group that is all right or all wrong teaches nothing, as 
 there is no division by the group's std and no importance ratio or clipping: one plain REINFORCE step
 per batch, as in the paper.
 
-    rlrecipes run rloo --init runs/bake-.../sft.safetensors --steps 60 --group-size 4
+    rlrecipes run rloo --init runs/bake/sft.safetensors --steps 60 --group-size 4
 """
 
 import copy

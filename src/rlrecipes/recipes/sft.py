@@ -9,7 +9,7 @@ Here it is kept short on purpose: a few hundred demonstrations teach the format 
 carry, and leave mistakes for RL to fix. Compare the loss with REINFORCE's in reinforce.py: SFT is
 policy gradient with every demonstration's advantage set to 1.
 
-    rlrecipes run sft --init runs/pretrain-.../ --steps 150
+    rlrecipes run sft --init runs/pt --steps 150
 """
 
 import random
