@@ -21,7 +21,9 @@ moment the policy starts to fool the reward model shows as the two curves partin
 every run also reports `gold_win_rate` against the model it started from.
 """
 
-from rlrecipes.runs import CheckpointError
+import torch
+
+from rlrecipes.runs import CheckpointError, load_checkpoint
 
 REWARD_MODEL_PREFIX = "reward-model:"
 
@@ -108,9 +110,13 @@ def gold_judge(spec: str, task):
 
 def gold_summary(task, policy, reference, tokenizer) -> dict:
     """The gold judge's verdict on a trained policy for summary.json: on reviews, `gold_win_rate` of the policy
-    over the model it started from (held-out prompts, sampled); {} on tasks without a hidden judge."""
+    over the model it started from (held-out prompts, sampled); {} on tasks without a hidden judge.
+    `reference` is that model, or its checkpoint (a recipe that keeps no reference copy, like ORPO, passes
+    --init: it is loaded only on a task that has a judge)."""
     if task.name != "reviews":
         return {}
     from rlrecipes.tasks.reviews import policy_gold_win_rate
 
+    if not isinstance(reference, torch.nn.Module):
+        reference = load_checkpoint(reference, next(policy.parameters()).device)[0]
     return {"gold_win_rate": policy_gold_win_rate(policy, reference, tokenizer, task)}

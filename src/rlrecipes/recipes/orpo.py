@@ -171,8 +171,8 @@ def train(cfg: Config, run: Run | None = None) -> dict:
         "seconds": time.time() - t0,
         "pairs": cfg.steps * cfg.batch_size,
         "checkpoint": str(checkpoint),
-        # on reviews: gold_win_rate over the starting model (ORPO keeps no reference, so it is loaded again)
-        **gold_summary(task, model, load_checkpoint(cfg.init, device)[0], tokenizer),
+        # on reviews: gold_win_rate over the starting model (ORPO keeps no reference: --init is loaded again)
+        **gold_summary(task, model, cfg.init, tokenizer),
     }
     if standalone:
         run.write_json("summary.json", summary)
